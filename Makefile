@@ -1,0 +1,16 @@
+# One command each: `make demo` (set up, then run the main job) and
+# `make test` (set up, then run the tests). Both create or reuse .venv here.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test
+
+setup:
+	bash tools/setup_env.sh
+
+demo: setup
+	$(PY) tools/demo.py
+
+test: setup
+	$(PY) -m pytest tests $(PYTEST_ARGS)

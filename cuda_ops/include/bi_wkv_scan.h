@@ -1,0 +1,216 @@
+// Bi-WKV scan primitives shared by the CPU and CUDA kernels.
+//
+// The operator (per batch b and channel c, tokens t in [0, T)):
+//
+//   y[t] = ( sum_{i != t} e^{-(|t-i|-1) w + k[i]} v[i] + e^{u + k[t]} v[t] )
+//        / ( sum_{i != t} e^{-(|t-i|-1) w + k[i]}      + e^{u + k[t]}      )
+//
+// is split into a left sum (i < t), a right sum (i > t) and the token itself.
+// Each one-sided sum obeys a first-order recurrence (S_{t+1} = e^{-w} S_t +
+// e^{k_t} x_t), which we run in "log-sum-exp" form: a state holds mantissas and
+// one exponent m, value = mantissa * e^{m}, and m is the exact maximum exponent
+// of the terms summed so far. Every exp() we take therefore has an argument
+// <= 0: no overflow for any k, w (|k| = 1e4 included).
+//
+// The backward pass also needs first moments, sum (dist) e^{-dist w + k} x,
+// for dL/dw; Moments carries them with the same exponent.
+#pragma once
+
+#include <cmath>
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define BIWKV_HD __host__ __device__ __forceinline__
+#else
+#define BIWKV_HD inline
+#endif
+
+namespace bi_wkv {
+
+// Exponent of an empty state: finite, so that -ffast-math style compilers and
+// "m - w" stay well defined; exp(EMPTY - anything reasonable) == 0.
+constexpr float kEmpty = -1e38f;
+// Added to the max-normalised denominator, as the official kernels do.
+constexpr float kEps = 1e-6f;
+
+// exp(x) for x <= 0. On the host, float uses a branch-free polynomial so that
+// loops over channel lanes vectorise without libm; double uses std::exp
+// (double is only used by tests and gradcheck).
+BIWKV_HD float exp_nonpos(float x) {
+#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__)
+  return __expf(x);
+#else
+  // 2^t with t = x*log2(e), split as t = n + f with n = round(t), f in [-0.5, 0.5].
+  x = x < -87.0f ? -87.0f : x;
+  const float t = x * 1.44269504088896341f;
+  const float th = t + 0.5f;
+  int n = static_cast<int>(th);  // truncation toward zero; floor below
+  float fn = static_cast<float>(n);
+  const int adjust = fn > th ? 1 : 0;
+  n -= adjust;
+  fn -= static_cast<float>(adjust);
+  const float f = t - fn;
+  // Cephes exp2f polynomial for 2^f on [-0.5, 0.5], relative error ~2e-7.
+  float p = 1.535336188319500e-4f;
+  p = p * f + 1.339887440266574e-3f;
+  p = p * f + 9.618437357674640e-3f;
+  p = p * f + 5.550332471162809e-2f;
+  p = p * f + 2.402264791363012e-1f;
+  p = p * f + 6.931472028550421e-1f;
+  p = p * f + 1.0f;
+  union {
+    int i;
+    float f;
+  } bits;
+  bits.i = (n + 127) << 23;
+  return p * bits.f;
+#endif
+}
+
+BIWKV_HD double exp_nonpos(double x) { return exp(x); }
+
+template <typename T>
+BIWKV_HD T max_(T a, T b) {
+  return a > b ? a : b;
+}
+
+// Value = (num, den) * e^{m}.
+template <typename T>
+struct Sum {
+  T num, den, m;
+};
+
+// First-moment sums: (qnum, qden) = sum dist * e^{...} (x, 1), same exponent.
+template <typename T>
+struct Moments {
+  T num, den, qnum, qden, m;
+};
+
+template <typename T>
+BIWKV_HD Sum<T> empty_sum() {
+  return {T(0), T(0), T(kEmpty)};
+}
+
+template <typename T>
+BIWKV_HD Moments<T> empty_moments() {
+  return {T(0), T(0), T(0), T(0), T(kEmpty)};
+}
+
+// s <- e^{-w} s + e^{k} (xnum, xden): one step of a one-sided scan.
+template <typename T>
+BIWKV_HD void step(Sum<T>& s, T w, T k, T xnum, T xden) {
+  const T mo = s.m - w;
+  const T mn = max_(mo, k);
+  const T a = exp_nonpos(mo - mn);
+  const T b = exp_nonpos(k - mn);
+  s.num = s.num * a + b * xnum;
+  s.den = s.den * a + b * xden;
+  s.m = mn;
+}
+
+// s <- e^{-w} s + e^{k} (x, 1).
+template <typename T>
+BIWKV_HD void step(Sum<T>& s, T w, T k, T x) {
+  step(s, w, k, x, T(1));
+}
+
+// Same step with moments: every earlier term moves one token further away.
+template <typename T>
+BIWKV_HD void step(Moments<T>& s, T w, T k, T x) {
+  const T mo = s.m - w;
+  const T mn = max_(mo, k);
+  const T a = exp_nonpos(mo - mn);
+  const T b = exp_nonpos(k - mn);
+  s.qnum = (s.qnum + s.num) * a;
+  s.qden = (s.qden + s.den) * a;
+  s.num = s.num * a + b * x;
+  s.den = s.den * a + b;
+  s.m = mn;
+}
+
+// s <- s + e^{e} (xnum, xden): adds one term without decay (used to summarise
+// a chunk of tokens in the CUDA kernel).
+template <typename T>
+BIWKV_HD void add(Sum<T>& s, T e, T xnum, T xden) {
+  const T mn = max_(s.m, e);
+  const T a = exp_nonpos(s.m - mn);
+  const T b = exp_nonpos(e - mn);
+  s.num = s.num * a + b * xnum;
+  s.den = s.den * a + b * xden;
+  s.m = mn;
+}
+
+// Same with moment weight dist, for (x, 1).
+
+template <typename T>
+BIWKV_HD void add(Moments<T>& s, T e, T x, T dist) {
+  const T mn = max_(s.m, e);
+  const T a = exp_nonpos(s.m - mn);
+  const T b = exp_nonpos(e - mn);
+  s.num = s.num * a + b * x;
+  s.den = s.den * a + b;
+  s.qnum = s.qnum * a + dist * b * x;
+  s.qden = s.qden * a + dist * b;
+  s.m = mn;
+}
+
+// Move every term of s n tokens further away: multiply by e^{-n w}.
+template <typename T>
+BIWKV_HD void decay(Sum<T>& s, T w, T n) {
+  s.m -= n * w;
+}
+
+template <typename T>
+BIWKV_HD void decay(Moments<T>& s, T w, T n) {
+  s.qnum += n * s.num;
+  s.qden += n * s.den;
+  s.m -= n * w;
+}
+
+// s <- s + o.
+template <typename T>
+BIWKV_HD void merge(Sum<T>& s, const Sum<T>& o) {
+  const T mn = max_(s.m, o.m);
+  const T a = exp_nonpos(s.m - mn);
+  const T b = exp_nonpos(o.m - mn);
+  s.num = s.num * a + o.num * b;
+  s.den = s.den * a + o.den * b;
+  s.m = mn;
+}
+
+template <typename T>
+BIWKV_HD void merge(Moments<T>& s, const Moments<T>& o) {
+  const T mn = max_(s.m, o.m);
+  const T a = exp_nonpos(s.m - mn);
+  const T b = exp_nonpos(o.m - mn);
+  s.num = s.num * a + o.num * b;
+  s.den = s.den * a + o.den * b;
+  s.qnum = s.qnum * a + o.qnum * b;
+  s.qden = s.qden * a + o.qden * b;
+  s.m = mn;
+}
+
+// Result of combining the left sum, the right sum and the token itself.
+template <typename T>
+struct Combined {
+  T y;       // the output
+  T inv;     // 1 / normalised denominator; dL/dN = g * inv * e^{-m}
+  T m;       // normalising exponent (max over all terms)
+  T el, er;  // e^{m_left - m}, e^{m_right - m}
+  T es;      // e^{u + k - m}
+};
+
+template <typename T>
+BIWKV_HD Combined<T> combine(T lnum, T lden, T lm, T rnum, T rden, T rm, T u,
+                             T k, T v) {
+  Combined<T> c;
+  const T s = u + k;
+  c.m = max_(max_(lm, rm), s);
+  c.el = exp_nonpos(lm - c.m);
+  c.er = exp_nonpos(rm - c.m);
+  c.es = exp_nonpos(s - c.m);
+  c.inv = T(1) / (lden * c.el + rden * c.er + c.es + T(kEps));
+  c.y = (lnum * c.el + rnum * c.er + c.es * v) * c.inv;
+  return c;
+}
+
+}  // namespace bi_wkv

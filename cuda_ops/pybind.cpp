@@ -1,0 +1,10 @@
+// The one binding of the mmvrwkv._ext extension.
+#include "bi_wkv.h"
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("bi_wkv_forward", &bi_wkv::forward, "Bi-WKV forward (CPU/CUDA)",
+        py::arg("w"), py::arg("u"), py::arg("k"), py::arg("v"));
+  m.def("bi_wkv_backward", &bi_wkv::backward, "Bi-WKV backward (CPU/CUDA)",
+        py::arg("w"), py::arg("u"), py::arg("k"), py::arg("v"), py::arg("gy"));
+  m.def("has_cuda", &bi_wkv::has_cuda, "Whether the CUDA kernels were built");
+}

@@ -1,0 +1,3 @@
+from .vrwkv import VRWKV, resize_pos_embed
+
+__all__ = ['VRWKV', 'resize_pos_embed']

@@ -1,0 +1,6 @@
+from .block import VRWKVBlock
+from .channel_mix import ChannelMix
+from .shift import SHIFT_FUNCS, q_shift
+from .spatial_mix import SpatialMix
+
+__all__ = ['VRWKVBlock', 'SpatialMix', 'ChannelMix', 'q_shift', 'SHIFT_FUNCS']

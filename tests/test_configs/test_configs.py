@@ -1,0 +1,38 @@
+"""Every config loads and builds its model."""
+import glob
+import os
+
+import pytest
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', '*.py')))
+# Published parameter counts of the classifiers (official README), in M.
+PUBLISHED_PARAMS = {'vrwkv_t_in1k': 6.2, 'vrwkv_s_in1k': 23.8,
+                    'vrwkv_b_in1k': 93.7}
+
+
+def build(cfg):
+    init_default_scope(cfg.get('default_scope', 'mmengine'))
+    from mmengine.registry import MODELS
+    scope = cfg.get('default_scope')
+    if scope:
+        import importlib
+        MODELS = importlib.import_module(f'{scope}.registry').MODELS
+    return MODELS.build(cfg.model)
+
+
+def test_configs_exist():
+    names = {os.path.basename(c)[:-3] for c in CONFIGS}
+    assert set(PUBLISHED_PARAMS) <= names
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=os.path.basename)
+def test_config_builds(path):
+    cfg = Config.fromfile(path)
+    model = build(cfg)
+    name = os.path.basename(path)[:-3]
+    if name in PUBLISHED_PARAMS:
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        assert round(params, 1) == PUBLISHED_PARAMS[name]

@@ -1,0 +1,209 @@
+"""Bi-WKV: compiled kernels and reference against an independent oracle."""
+import warnings
+
+import pytest
+import torch
+
+from mmvrwkv.ops import BiWKVFunction, available_backends, bi_wkv, \
+    bi_wkv_reference
+from mmvrwkv.ops import bi_wkv_op, ext_loader
+from .helpers import assert_rel_close, make_inputs, naive_bi_wkv
+
+HAS_EXT = 'compiled' in available_backends('cpu')
+HAS_CUDA = torch.cuda.is_available() and 'compiled' in available_backends(
+    'cuda')
+DEVICES = ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
+    not HAS_CUDA, reason='needs a GPU and the CUDA kernels'))]
+needs_ext = pytest.mark.skipif(not HAS_EXT, reason='extension not built')
+
+# B, T, C: T=1, odd C, T not a multiple of any chunk size, C < 16 and > 32
+SHAPES = [(1, 1, 1), (2, 1, 3), (2, 7, 5), (3, 37, 19), (1, 196, 33),
+          (2, 257, 48), (1, 600, 7)]
+ids = [f'B{b}-T{t}-C{c}' for b, t, c in SHAPES]
+
+
+def test_extension_is_built():
+    # CI builds the extension; a silent fallback would hide a broken build.
+    assert HAS_EXT, ext_loader.load_error()
+
+
+@pytest.mark.parametrize('shape', SHAPES, ids=ids)
+def test_reference_matches_naive(shape):
+    w, u, k, v = make_inputs(*shape, dtype=torch.float64)
+    assert_rel_close(bi_wkv_reference(w, u, k, v), naive_bi_wkv(w, u, k, v),
+                     1e-12)
+
+
+@needs_ext
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64],
+                         ids=['fp32', 'fp64'])
+@pytest.mark.parametrize('shape', SHAPES, ids=ids)
+def test_forward_matches_naive(shape, dtype, device):
+    w, u, k, v = make_inputs(*shape, dtype=dtype, device=device)
+    y = bi_wkv(w, u, k, v, backend='compiled')
+    assert y.dtype == dtype and y.device.type == device
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    assert_rel_close(y, naive_bi_wkv(w, u, k, v), tol)
+
+
+@needs_ext
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('k_scale', [100.0, 1e4])
+def test_large_keys_do_not_overflow(k_scale, device):
+    # exp(100) overflows float32 and exp(1e4) overflows float64.
+    w, u, k, v = make_inputs(2, 77, 24, device=device, k_scale=k_scale)
+    y = bi_wkv(w, u, k, v, backend='compiled')
+    assert_rel_close(y, naive_bi_wkv(w, u, k, v), 1e-5)
+
+
+@needs_ext
+@pytest.mark.parametrize('device', DEVICES)
+def test_extreme_decay(device):
+    w, u, k, v = make_inputs(1, 300, 16, device=device)
+    w = torch.linspace(-30, 30, 16, device=device)  # strong growth and decay
+    y = bi_wkv(w, u, k, v, backend='compiled')
+    assert_rel_close(y, naive_bi_wkv(w, u, k, v), 1e-5)
+
+
+@needs_ext
+@pytest.mark.parametrize('shape', [(1, 1, 2), (2, 5, 3), (1, 19, 17)],
+                         ids=lambda s: 'B{}-T{}-C{}'.format(*s))
+def test_gradcheck_cpu(shape):
+    inputs = make_inputs(*shape, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        BiWKVFunction.apply, inputs, eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+@needs_ext
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64],
+                         ids=['fp32', 'fp64'])
+@pytest.mark.parametrize('shape', SHAPES[1:], ids=ids[1:])
+def test_backward_matches_reference_autograd(shape, dtype, device):
+    inputs = make_inputs(*shape, dtype=dtype, device=device,
+                         requires_grad=True)
+    grad = torch.randn(shape, dtype=dtype, device=device)
+    got = torch.autograd.grad(bi_wkv(*inputs, backend='compiled'), inputs,
+                              grad)
+    want = torch.autograd.grad(bi_wkv_reference(*inputs), inputs, grad)
+    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    for name, a, b in zip('wukv', got, want):
+        assert a.dtype == b.dtype
+        assert_rel_close(a, b, tol, name=f'grad {name}')
+
+
+@needs_ext
+@pytest.mark.parametrize('device', DEVICES)
+def test_backward_large_keys(device):
+    inputs = make_inputs(2, 50, 8, dtype=torch.float64, device=device,
+                         k_scale=1e3, requires_grad=True)
+    grad = torch.randn(2, 50, 8, dtype=torch.float64, device=device)
+    got = torch.autograd.grad(bi_wkv(*inputs, backend='compiled'), inputs,
+                              grad)
+    want = torch.autograd.grad(bi_wkv_reference(*inputs), inputs, grad)
+    for name, a, b in zip('wukv', got, want):
+        assert_rel_close(a, b, 1e-9, name=f'grad {name}')
+
+
+@needs_ext
+@pytest.mark.parametrize('device', DEVICES)
+def test_gradients_are_deterministic(device):
+    inputs = make_inputs(4, 333, 40, device=device, requires_grad=True)
+    grad = torch.randn(4, 333, 40, device=device)
+    first = torch.autograd.grad(bi_wkv(*inputs), inputs, grad)
+    second = torch.autograd.grad(bi_wkv(*inputs), inputs, grad)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+
+
+@needs_ext
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16],
+                         ids=['fp16', 'bf16'])
+def test_low_precision(dtype, device):
+    w, u, k, v = make_inputs(2, 130, 36, dtype=dtype, device=device,
+                             requires_grad=True)
+    y = bi_wkv(w, u, k, v)
+    assert y.dtype == dtype
+    # Inputs are read in low precision but accumulated in fp32: compare with
+    # fp32 computed from the same (rounded) values.
+    assert_rel_close(y, naive_bi_wkv(w, u, k, v), 1e-2)
+    grad = torch.randn_like(y)
+    got = torch.autograd.grad(y, (w, u, k, v), grad)
+    ref_in = [x.detach().float().requires_grad_() for x in (w, u, k, v)]
+    want = torch.autograd.grad(bi_wkv_reference(*ref_in), ref_in,
+                               grad.float())
+    for name, a, b, x in zip('wukv', got, want, (w, u, k, v)):
+        assert a.dtype == x.dtype
+        assert_rel_close(a, b, 3e-2, name=f'grad {name}')
+
+
+@needs_ext
+def test_non_contiguous_inputs_are_handled():
+    w, u, k, v = make_inputs(2, 20, 10)
+    kt = k.transpose(0, 1).contiguous().transpose(0, 1)
+    assert not kt.is_contiguous()
+    assert torch.equal(bi_wkv(w, u, kt, v), bi_wkv(w, u, k, v))
+
+
+@needs_ext
+def test_autocast_bf16_cpu():
+    w, u, k, v = make_inputs(1, 50, 16, requires_grad=True)
+    lin = torch.nn.Linear(16, 16)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        kk = lin(k)
+        y = bi_wkv(w, u, kk, lin(v))
+    assert y.dtype == torch.bfloat16
+    y.float().sum().backward()
+    assert w.grad is not None and w.grad.dtype == torch.float32
+    assert torch.isfinite(w.grad).all()
+
+
+@pytest.mark.parametrize('make, error, match', [
+    (lambda w, u, k, v: (w, u, k[0], v[0]), ValueError, r'\(B, T, C\)'),
+    (lambda w, u, k, v: (w, u, k, v[:, :3]), ValueError, 'must match'),
+    (lambda w, u, k, v: (w[:3], u, k, v), ValueError, r'w must have shape'),
+    (lambda w, u, k, v: (w, u[None], k, v), ValueError, r'u must have shape'),
+    (lambda w, u, k, v: (w, u, k.long(), v), TypeError, 'floating-point'),
+    (lambda w, u, k, v: (w, u, k, v.double()), TypeError, 'same dtype'),
+    (lambda w, u, k, v: (w, u, k[:, :0], v[:, :0]), ValueError, 'empty'),
+    (lambda w, u, k, v: (w, u, k.to('meta'), v), ValueError, 'one device'),
+    (lambda w, u, k, v: (w.numpy(), u, k, v), TypeError, 'torch.Tensor'),
+], ids=['rank', 'shape', 'w-size', 'u-rank', 'int', 'mixed-dtype', 'empty',
+        'device', 'numpy'])
+def test_bad_input_is_rejected(make, error, match):
+    args = make(*make_inputs(2, 6, 4))
+    with pytest.raises(error, match=match):
+        bi_wkv(*args)
+
+
+def test_unknown_backend():
+    with pytest.raises(ValueError, match='not one of'):
+        bi_wkv(*make_inputs(1, 3, 2), backend='triton')
+
+
+@needs_ext
+def test_compiled_rejects_bad_input_without_crashing():
+    ext = ext_loader.load_ext()
+    w, u, k, v = make_inputs(1, 4, 3)
+    with pytest.raises(RuntimeError, match='w and u must be'):
+        ext.bi_wkv_forward(w[:2], u, k, v)
+    with pytest.raises(RuntimeError, match='contiguous'):
+        ext.bi_wkv_forward(w, u, k.transpose(0, 1), v.transpose(0, 1))
+
+
+def test_fallback_warns_once(monkeypatch):
+    monkeypatch.setattr(ext_loader, '_loaded', True)
+    monkeypatch.setattr(ext_loader, '_ext', None)
+    monkeypatch.setattr(ext_loader, '_error', 'simulated missing build')
+    monkeypatch.setattr(bi_wkv_op, '_warned_fallback', False)
+    w, u, k, v = make_inputs(1, 9, 4)
+    with pytest.warns(RuntimeWarning, match='simulated missing build'):
+        y = bi_wkv(w, u, k, v)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        bi_wkv(w, u, k, v)  # no second warning
+    assert_rel_close(y, naive_bi_wkv(w, u, k, v), 1e-5)
+    with pytest.raises(RuntimeError, match='simulated missing build'):
+        bi_wkv(w, u, k, v, backend='compiled')
