@@ -32,8 +32,7 @@ if ! have torch "$TORCH_VERSION" && ! have torch "$TORCH_VERSION+cu130"; then
     log "installing torch $TORCH_VERSION and torchvision $TORCHVISION_VERSION"
     pip install -q "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
 fi
-# Build tools first: mmcv's setup.py imports pkg_resources (gone in setuptools>=70).
-pip install -q 'setuptools<70' wheel ninja
+pip install -q wheel ninja
 
 if ! python -c "import mmcv, mmcv.ops" 2>/dev/null; then
     TORCH_TAG=$(python -c "import torch; print(torch.__version__.replace('+', '_'))")
@@ -41,6 +40,9 @@ if ! python -c "import mmcv, mmcv.ops" 2>/dev/null; then
     WHEEL=$(ls "$WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n 1 || true)
     if [ -z "$WHEEL" ]; then
         log "building mmcv $MMCV_VERSION from source against torch $TORCH_TAG (about 10 minutes)"
+        # mmcv's setup.py needs the setuptools<70 API; requirements.txt
+        # restores the version the rest of the stack wants.
+        pip install -q 'setuptools<70'
         SRC=$(mktemp -d)
         pip download -q --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$SRC"
         tar -xzf "$SRC"/mmcv-"$MMCV_VERSION".tar.gz -C "$SRC"
@@ -68,5 +70,9 @@ if [ -z "${FORCE_CUDA+x}" ] && command -v "${CUDA_HOME:-/usr/local/cuda}/bin/nvc
 fi
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-"8.0;9.0"}
 log "building mmvrwkv (FORCE_CUDA=${FORCE_CUDA:-0}, TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST)"
-(cd "$ROOT" && MAX_JOBS=${MAX_JOBS:-2} pip install -q --no-build-isolation --no-deps -e .)
+# Built in place (mmvrwkv/_ext*.so) so the checkout itself is importable; the
+# editable install then only registers the package (pip's editable build runs
+# isolated from torch and would skip the extension).
+(cd "$ROOT" && MAX_JOBS=${MAX_JOBS:-2} python setup.py -q build_ext --inplace \
+    && pip install -q --no-build-isolation --no-deps -e .)
 python -c "import mmvrwkv.ops as o; print('[setup_env] Bi-WKV backends:', o.available_backends())"

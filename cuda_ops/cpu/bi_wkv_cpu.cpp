@@ -11,6 +11,7 @@
 #include <torch/extension.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "bi_wkv_scan.h"
@@ -129,21 +130,23 @@ void backward_block(const Block<scalar_t>& blk, const acc_t* w, const acc_t* u,
   for (int64_t l = 0; l < nl; ++l) gw[l] = gw_acc[l], gu[l] = gu_acc[l];
 
   // Passes 3 and 4: sums over t > j, then t < j, of e^{-(|t-j|-1) w} a_t (1, y_t).
-  for (int dir = 0; dir < 2; ++dir) {
+  // Pass 3 accumulates into s3/s4; pass 4 adds its share and writes gk/gv.
+  auto alpha_scan = [&](auto last_pass) {
+    constexpr bool kLast = decltype(last_pass)::value;
     for (int64_t l = 0; l < nl; ++l) num[l] = 0, den[l] = 0, m[l] = acc_t(kEmpty);
     for (int64_t i = 0; i < T; ++i) {
-      const int64_t t = dir == 0 ? T - 1 - i : i;
+      const int64_t t = kLast ? i : T - 1 - i;
       const int64_t o = blk.at(t), s = t * kLanes;
       for (int64_t l = 0; l < nl; ++l) {
         const acc_t kk = k[o + l], vv = v[o + l];
         const acc_t e = exp_nonpos(kk + m[l]);  // <= 1, see above
         const acc_t gvj = s3[s + l] + den[l] * e;
         const acc_t gkj = s4[s + l] + (vv * den[l] - num[l]) * e;
-        if (dir == 0) {
-          s3[s + l] = gvj, s4[s + l] = gkj;
-        } else {
+        if constexpr (kLast) {
           gv[o + l] = static_cast<scalar_t>(gvj);
           gk[o + l] = static_cast<scalar_t>(gkj);
+        } else {
+          s3[s + l] = gvj, s4[s + l] = gkj;
         }
         // Source term a_t = s0 * e^{s1}, carried as (a_t y_t, a_t).
         Sum<acc_t> st{num[l], den[l], m[l]};
@@ -151,7 +154,9 @@ void backward_block(const Block<scalar_t>& blk, const acc_t* w, const acc_t* u,
         num[l] = st.num, den[l] = st.den, m[l] = st.m;
       }
     }
-  }
+  };
+  alpha_scan(std::false_type{});
+  alpha_scan(std::true_type{});
 }
 
 }  // namespace

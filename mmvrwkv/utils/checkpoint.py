@@ -5,6 +5,8 @@ does not pass the flag, so its own checkpoints (which store the message hub's
 HistoryBuffer objects and numpy scalars/arrays) fail to load. Rather than
 turning the safety off, we allowlist exactly the types those checkpoints hold.
 """
+import importlib
+
 import torch
 
 _done = False
@@ -14,11 +16,17 @@ def _checkpoint_globals():
     import numpy as np
     from mmengine.logging.history_buffer import HistoryBuffer
 
-    types = [HistoryBuffer, np.ndarray, np.dtype]
-    # numpy's array pickling helpers (module moved in numpy 2).
-    core = getattr(np, '_core', None) or np.core
-    types.append(core.multiarray._reconstruct)
-    types.append(core.multiarray.scalar)
+    # HistoryBuffer pickles its ``statistics_methods`` as
+    # getattr(HistoryBuffer, 'min') etc. Allowing getattr only lets a file
+    # look up attributes: the weights-only unpickler still calls nothing but
+    # allowlisted callables.
+    types = [HistoryBuffer, getattr, np.ndarray, np.dtype]
+    # numpy's array pickling helpers (numpy.core in 1.x, numpy._core in 2.x).
+    try:
+        multiarray = importlib.import_module('numpy._core.multiarray')
+    except ImportError:
+        multiarray = importlib.import_module('numpy.core.multiarray')
+    types += [multiarray._reconstruct, multiarray.scalar]
     # dtype classes such as numpy.dtypes.Float64DType (numpy >= 1.25)
     dtypes = getattr(np, 'dtypes', None)
     if dtypes is not None:

@@ -35,4 +35,5 @@ def test_config_builds(path):
     name = os.path.basename(path)[:-3]
     if name in PUBLISHED_PARAMS:
         params = sum(p.numel() for p in model.parameters()) / 1e6
-        assert round(params, 1) == PUBLISHED_PARAMS[name]
+        # the table rounds mmcv's two-decimal figure again (93.65 -> 93.7)
+        assert abs(round(params, 2) - PUBLISHED_PARAMS[name]) <= 0.05

@@ -24,20 +24,21 @@ def q_shift(x: torch.Tensor, shift_pixel: int, gamma: float,
     """
     B, N, C = x.shape
     H, W = patch_resolution
-    s = shift_pixel
+    # A shift of the whole grid or more leaves only zeros in that direction.
+    sw, sh = min(shift_pixel, W), min(shift_pixel, H)
     g1, g2, g3, g4 = (int(C * gamma * i) for i in range(1, 5))
     src = x.reshape(B, H, W, C)
     out = torch.empty_like(src)
     # from the left / right neighbour (along W)
-    out[:, :, s:, :g1] = src[:, :, :W - s, :g1]
-    out[:, :, :s, :g1] = 0
-    out[:, :, :W - s, g1:g2] = src[:, :, s:, g1:g2]
-    out[:, :, W - s:, g1:g2] = 0
+    out[:, :, sw:, :g1] = src[:, :, :W - sw, :g1]
+    out[:, :, :sw, :g1] = 0
+    out[:, :, :W - sw, g1:g2] = src[:, :, sw:, g1:g2]
+    out[:, :, W - sw:, g1:g2] = 0
     # from the neighbour above / below (along H)
-    out[:, s:, :, g2:g3] = src[:, :H - s, :, g2:g3]
-    out[:, :s, :, g2:g3] = 0
-    out[:, :H - s, :, g3:g4] = src[:, s:, :, g3:g4]
-    out[:, H - s:, :, g3:g4] = 0
+    out[:, sh:, :, g2:g3] = src[:, :H - sh, :, g2:g3]
+    out[:, :sh, :, g2:g3] = 0
+    out[:, :H - sh, :, g3:g4] = src[:, sh:, :, g3:g4]
+    out[:, H - sh:, :, g3:g4] = 0
     out[..., g4:] = src[..., g4:]
     return out.reshape(B, N, C)
 

@@ -14,6 +14,12 @@ def official_q_shift(x, shift_pixel, gamma, patch_resolution):
     x = x.transpose(1, 2).reshape(B, C, *patch_resolution)
     _, _, H, W = x.shape
     s = shift_pixel
+    if s >= H or s >= W:  # the official slicing breaks here; all zeros
+        x = torch.nn.functional.pad(x, (s, s, s, s))
+        out = official_q_shift(
+            x.flatten(2).transpose(1, 2), s, gamma, (H + 2 * s, W + 2 * s))
+        out = out.transpose(1, 2).reshape(B, C, H + 2 * s, W + 2 * s)
+        return out[:, :, s:s + H, s:s + W].flatten(2).transpose(1, 2)
     out = torch.zeros_like(x)
     g = [int(C * gamma * i) for i in range(5)]
     out[:, g[0]:g[1], :, s:W] = x[:, g[0]:g[1], :, 0:W - s]
