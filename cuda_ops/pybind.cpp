@@ -7,4 +7,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("bi_wkv_backward", &bi_wkv::backward, "Bi-WKV backward (CPU/CUDA)",
         py::arg("w"), py::arg("u"), py::arg("k"), py::arg("v"), py::arg("gy"));
   m.def("has_cuda", &bi_wkv::has_cuda, "Whether the CUDA kernels were built");
+  m.def("cpu_isa", &bi_wkv::cpu_isa, "Instruction set of the CPU kernels");
 }

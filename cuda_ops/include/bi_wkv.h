@@ -3,6 +3,7 @@
 
 #include <torch/extension.h>
 
+#include <string>
 #include <vector>
 
 namespace bi_wkv {
@@ -16,6 +17,8 @@ std::vector<at::Tensor> backward(const at::Tensor& w, const at::Tensor& u,
                                  const at::Tensor& k, const at::Tensor& v,
                                  const at::Tensor& gy);
 bool has_cuda();
+// Instruction set of the CPU kernels in use: "avx2" or "generic".
+std::string cpu_isa();
 
 at::Tensor forward_cpu(const at::Tensor& w, const at::Tensor& u,
                        const at::Tensor& k, const at::Tensor& v);

@@ -24,7 +24,15 @@
 #define BIWKV_HD inline
 #endif
 
+// Each CPU instruction-set variant of the kernels compiles this header inside
+// its own inline namespace (BIWKV_ISA), so no inline function is shared, and
+// possibly taken by the linker, between code built for different CPUs.
+#ifndef BIWKV_ISA
+#define BIWKV_ISA generic
+#endif
+
 namespace bi_wkv {
+inline namespace BIWKV_ISA {
 
 // Exponent of an empty state: finite, so that -ffast-math style compilers and
 // "m - w" stay well defined; exp(EMPTY - anything reasonable) == 0.
@@ -213,4 +221,5 @@ BIWKV_HD Combined<T> combine(T lnum, T lden, T lm, T rnum, T rden, T rm, T u,
   return c;
 }
 
+}  // inline namespace BIWKV_ISA
 }  // namespace bi_wkv

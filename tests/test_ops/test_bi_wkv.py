@@ -210,3 +210,41 @@ def test_fallback_warns_once(monkeypatch):
     assert_rel_close(y, naive_bi_wkv(w, u, k, v), 1e-5)
     with pytest.raises(RuntimeError, match='simulated missing build'):
         bi_wkv(w, u, k, v, backend='compiled')
+
+
+_ISA_SCRIPT = '''
+import torch, sys
+from mmvrwkv.ops import ext_loader, bi_wkv
+sys.path.insert(0, {root!r})
+from tests.test_ops.helpers import make_inputs
+print(ext_loader.load_ext().cpu_isa())
+inputs = make_inputs(2, 150, 37, requires_grad=True)
+y = bi_wkv(*inputs, backend='compiled')
+grads = torch.autograd.grad(y, inputs, torch.ones_like(y))
+torch.save([y.detach(), *grads], {out!r})
+'''
+
+
+@needs_ext
+def test_baseline_and_avx2_builds_agree(tmp_path):
+    """Both CPU builds of the kernels (chosen at run time) give the same
+    results; MMVRWKV_CPU_ISA=generic forces the baseline one."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    results = {}
+    for isa in ('generic', 'auto'):
+        out = str(tmp_path / f'{isa}.pt')
+        env = dict(os.environ, MMVRWKV_CPU_ISA=isa)
+        proc = subprocess.run(
+            [sys.executable, '-c', _ISA_SCRIPT.format(root=root, out=out)],
+            env=env, capture_output=True, text=True, check=True)
+        results[isa] = (proc.stdout.split()[-1], torch.load(out))
+    assert results['generic'][0] == 'generic'
+    for a, b in zip(results['generic'][1], results['auto'][1]):
+        assert_rel_close(a, b, 1e-5)
+    # on this machine's CPU, the result against the oracle for the baseline
+    w, u, k, v = make_inputs(2, 150, 37)
+    assert_rel_close(results['generic'][1][0], naive_bi_wkv(w, u, k, v), 2e-5)
