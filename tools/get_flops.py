@@ -5,7 +5,6 @@ Usage:
     python tools/get_flops.py CONFIG --shape 800 1280 --backbone-only
 """
 import argparse
-import functools
 import importlib
 
 import torch
@@ -32,9 +31,6 @@ def main():
     model = models.build(cfg.model)
     if args.backbone_only:
         model = model.backbone
-    else:  # mm models: mode='tensor' runs the network without losses
-        model.forward = functools.partial(type(model).forward, model,
-                                      mode='tensor')
     flops = count_flops(model, (torch.randn(1, 3, h, w), ))
     params = sum(p.numel() for p in model.parameters())
     print(f'input 3x{h}x{w}: {flops["total"] / 1e9:.2f} GFLOPs '

@@ -9,12 +9,14 @@ count LayerNorm the mmcv 1.x way, and add the WKV term from the token count
 each SpatialMix sees, so the result does not depend on which Bi-WKV kernel
 runs.
 """
+import functools
 from typing import Dict, Sequence
 
 import torch
 import torch.nn as nn
 from mmengine.analysis import FlopAnalyzer
 from mmengine.analysis.jit_handles import get_shape
+from mmengine.model import BaseModel
 
 from mmvrwkv.models.layers import SpatialMix
 
@@ -31,7 +33,8 @@ def _layer_norm_mmcv(inputs, outputs) -> int:
 
 def count_flops(model: nn.Module,
                 inputs: Sequence[torch.Tensor]) -> Dict[str, int]:
-    """FLOPs of ``model(*inputs)``, counted as in the paper.
+    """FLOPs of ``model(*inputs)``, counted as in the paper. mm models
+    (classifiers, detectors, segmentors) run with ``mode='tensor'``.
 
     Returns:
         dict: ``total``, ``traced`` (conv/linear/norm MACs) and ``wkv``.
@@ -46,6 +49,9 @@ def count_flops(model: nn.Module,
              if isinstance(m, SpatialMix)]
     was_training = model.training
     model.eval()
+    if isinstance(model, BaseModel):
+        model.forward = functools.partial(type(model).forward, model,
+                                          mode='tensor')
     try:
         with torch.no_grad():
             analyzer = FlopAnalyzer(model, tuple(inputs))
@@ -59,5 +65,6 @@ def count_flops(model: nn.Module,
     finally:
         for h in hooks:
             h.remove()
+        model.__dict__.pop('forward', None)
         model.train(was_training)
     return dict(total=traced + sum(wkv), traced=traced, wkv=sum(wkv))
