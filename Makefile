@@ -4,12 +4,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test
+.PHONY: setup demo presets test
 
 setup:
 	bash tools/setup_env.sh
 
 demo: setup
+	PATH=$(abspath $(VENV))/bin:$$PATH bash tools/run_demo.sh
+
+presets: setup
 	$(PY) tools/demo.py
 
 test: setup

@@ -27,7 +27,7 @@ def _check_mmcv():
 
 if _has('mmengine') and _has('mmcv'):
     _check_mmcv()
-    from . import models  # noqa: F401,E402  registers the models
+    from . import engine, models  # noqa: F401,E402  registers them
     from .utils import allow_mmengine_checkpoints
     allow_mmengine_checkpoints()
 

@@ -1,6 +1,6 @@
 """Models; importing this registers them in mmengine's root MODELS registry,
 which the mmpretrain, mmdet and mmsegmentation registries inherit from."""
-from .backbones import VRWKV  # noqa: F401
+from .backbones import VRWKV, VRWKVAdapter  # noqa: F401
 from .layers import ChannelMix, SpatialMix, VRWKVBlock  # noqa: F401
 
-__all__ = ['VRWKV', 'VRWKVBlock', 'SpatialMix', 'ChannelMix']
+__all__ = ['VRWKV', 'VRWKVAdapter', 'VRWKVBlock', 'SpatialMix', 'ChannelMix']

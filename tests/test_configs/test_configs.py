@@ -7,10 +7,15 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', '*.py')))
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', '**', '*.py'),
+                           recursive=True))
 # Published parameter counts of the classifiers (official README), in M.
 PUBLISHED_PARAMS = {'vrwkv_t_in1k': 6.2, 'vrwkv_s_in1k': 23.8,
                     'vrwkv_b_in1k': 93.7}
+# Backbone (VRWKV + adapter) parameters of the detection and segmentation
+# models, paper Tables 3 and 4, in M.
+PUBLISHED_BACKBONE_PARAMS = {'t': 8.4, 's': 29.3, 'b': 106.6, 'l': 351.9}
+DENSE = ('mask_rcnn_vrwkv_', 'upernet_vrwkv_')
 
 
 def build(cfg):
@@ -26,6 +31,7 @@ def build(cfg):
 def test_configs_exist():
     names = {os.path.basename(c)[:-3] for c in CONFIGS}
     assert set(PUBLISHED_PARAMS) <= names
+    assert {p + s for p in DENSE for s in 'tsbl'} <= names
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=os.path.basename)
@@ -37,3 +43,13 @@ def test_config_builds(path):
         params = sum(p.numel() for p in model.parameters()) / 1e6
         # the table rounds mmcv's two-decimal figure again (93.65 -> 93.7)
         assert abs(round(params, 2) - PUBLISHED_PARAMS[name]) <= 0.05
+    if name.startswith(DENSE):
+        size = name[-1]
+        params = sum(p.numel() for p in model.backbone.parameters()) / 1e6
+        assert round(params, 1) == PUBLISHED_BACKBONE_PARAMS[size]
+        # the layer-decay optimizer accepts the built model
+        from mmengine.optim import build_optim_wrapper
+        wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+        lrs = {g['lr'] for g in wrapper.optimizer.param_groups}
+        layers = model.backbone.num_layers
+        assert len(lrs) == layers + 2

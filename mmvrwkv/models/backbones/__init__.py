@@ -1,3 +1,4 @@
 from .vrwkv import VRWKV, resize_pos_embed
+from .vrwkv_adapter import VRWKVAdapter
 
-__all__ = ['VRWKV', 'resize_pos_embed']
+__all__ = ['VRWKV', 'VRWKVAdapter', 'resize_pos_embed']

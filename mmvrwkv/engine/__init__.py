@@ -1,0 +1,4 @@
+"""Training-time components registered in mmengine's root registries."""
+from .optimizers import LayerDecayOptimWrapperConstructor
+
+__all__ = ['LayerDecayOptimWrapperConstructor']

@@ -1,0 +1,194 @@
+"""VRWKVAdapter: strides, presets, gradients, options, errors."""
+import pytest
+import torch
+from mmcv.ops import MultiScaleDeformableAttention
+
+from mmvrwkv.models import VRWKV, VRWKVAdapter
+
+# A narrow adapter that runs in well under a second on a CPU.
+SMALL = dict(arch=dict(embed_dims=64, num_layers=4), img_size=64,
+             conv_inplane=16, deform_num_heads=2, deform_ratio=1.0,
+             interaction_indexes=[[0, 0], [1, 1], [2, 2], [3, 3]])
+
+
+def small(**kwargs):
+    return VRWKVAdapter(**{**SMALL, **kwargs})
+
+
+def conv_out(n, k, s, p):
+    return (n + 2 * p - k) // s + 1
+
+
+def expected_adapter_params(C, heads, ratio, blocks, inplane=64,
+                            cffn=0.25, points=4):
+    """Count of the adapter's own parameters, from its architecture."""
+    def deform(levels):
+        v = int(C * ratio)
+        return (C * heads * levels * points * 2 + heads * levels * points * 2
+                + C * heads * levels * points + heads * levels * points
+                + C * v + v + v * C + C)
+
+    def ln():
+        return 2 * C
+    h = int(C * cffn)
+    ffn = C * h + h + 9 * h + h + h * C + C
+    injector = C + 2 * ln() + deform(3)
+    extractor = 2 * ln() + deform(1) + ffn + ln()
+    i = inplane
+    spm = (27 * i + 2 * i + 2 * (9 * i * i + 2 * i)  # stem
+           + 9 * i * 2 * i + 4 * i + 9 * 2 * i * 4 * i + 8 * i
+           + 9 * 4 * i * 4 * i + 8 * i
+           + (i + 2 * i + 4 * i + 4 * i) * C + 4 * C)  # fc1..fc4
+    up = C * C * 4 + C
+    norms = 4 * 2 * C
+    return (3 * C + spm + blocks * (injector + extractor)
+            + 2 * extractor + up + norms)
+
+
+@pytest.mark.parametrize('arch,heads,ratio,img,total', [
+    ('tiny', 6, 1.0, 224, 8.4), ('small', 6, 1.0, 224, 29.3),
+    ('base', 12, 0.5, 224, 106.6), ('large', 16, 0.5, 192, 351.9)])
+def test_presets_param_count(arch, heads, ratio, img, total):
+    model = VRWKVAdapter(arch=arch, img_size=img)
+    backbone = VRWKV(arch=arch, img_size=img, final_norm=False,
+                     init_values=model.layers[0].gamma1[0].item())
+    n_backbone = sum(p.numel() for p in backbone.parameters())
+    n = sum(p.numel() for p in model.parameters())
+    C = model.embed_dims
+    assert n - n_backbone == expected_adapter_params(C, heads, ratio, 4)
+    # the paper's table (backbone + adapter, in M)
+    assert round(n / 1e6, 1) == total
+    assert not hasattr(model, 'ln1')
+    assert model.interactions[-1].extra_extractors is not None
+    assert model.interactions[0].extra_extractors is None
+
+
+@pytest.mark.parametrize('size', [(64, 64), (96, 160), (100, 75),
+                                  (224, 200)], ids=lambda s: f'{s[0]}x{s[1]}')
+def test_four_maps_at_strides_4_to_32(size):
+    model = small().eval()
+    with torch.no_grad():
+        outs = model(torch.randn(2, 3, *size))
+    assert len(outs) == 4
+    H, W = (-(-s // 32) * 32 for s in size)  # padded to a multiple of 32
+    for out, stride in zip(outs, (4, 8, 16, 32)):
+        assert out.shape == (2, 64, H // stride, W // stride)
+        assert torch.isfinite(out).all()
+
+
+def test_tiny_preset_forward():
+    model = VRWKVAdapter(arch='tiny').eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 128, 192))
+    assert [tuple(o.shape[2:]) for o in outs] == [(32, 48), (16, 24),
+                                                  (8, 12), (4, 6)]
+
+
+@pytest.mark.parametrize('mode', ['final', 'per_interaction', None])
+def test_gradients_reach_every_parameter(mode):
+    model = small(vrwkv_feature=mode, init_values_inject=0.1,
+                  drop_path_rate=0.1)
+    # the deformable attention starts with zero offset/weight projections,
+    # which block the gradient to its queries; move them off zero
+    for m in model.modules():
+        if isinstance(m, MultiScaleDeformableAttention):
+            torch.nn.init.normal_(m.sampling_offsets.weight, std=0.01)
+            torch.nn.init.normal_(m.attention_weights.weight, std=0.01)
+    outs = model(torch.randn(2, 3, 64, 96))
+    sum((o * torch.randn_like(o)).sum() for o in outs).backward()
+    missing = [n for n, p in model.named_parameters()
+               if p.grad is None or not torch.any(p.grad != 0)]
+    assert missing == []
+
+
+def test_feature_modes_differ_with_same_weights():
+    torch.manual_seed(0)
+    det = small(vrwkv_feature='final').eval()
+    seg = small(vrwkv_feature='per_interaction').eval()
+    seg.load_state_dict(det.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        a, b = det(x), seg(x)
+    # the last interaction's map is the same; the other levels differ
+    assert torch.allclose(a[3], b[3], atol=1e-5)
+    assert not torch.allclose(a[0], b[0], atol=1e-3)
+
+
+def test_injector_starts_as_identity():
+    """gamma = 0: the tokens entering the first layer are the plain
+    backbone's, so the adapter starts from the pretrained model."""
+    model = small().eval()
+    inj = model.interactions[0].injector
+    x = torch.randn(1, 16, 64)
+    c = torch.randn(1, 4 * 16 + 16 + 4, 64)
+    from mmvrwkv.models.backbones.adapter_modules import DeformInputs
+    layout = DeformInputs(64, 64, x.device).injector
+    assert torch.equal(inj(x, c, layout), x)
+
+
+@pytest.mark.parametrize('norm', ['BN', 'SyncBN'])
+def test_norm_cfg_single_process(norm):
+    model = small(norm_cfg=dict(type=norm, requires_grad=True))
+    assert type(model.norm1).__name__ == \
+        {'BN': 'BatchNorm2d', 'SyncBN': 'SyncBatchNorm'}[norm]
+    outs = model(torch.randn(2, 3, 64, 64))
+    outs[0].mean().backward()
+
+
+def test_with_cp_matches():
+    torch.manual_seed(0)
+    a = small()
+    b = small(with_cp=True)
+    b.load_state_dict(a.state_dict())
+    a.train(), b.train()
+    x = torch.randn(2, 3, 64, 64)
+    ya, yb = a(x), b(x)
+    for u, v in zip(ya, yb):
+        assert torch.allclose(u, v, atol=1e-5)
+    sum(o.sum() for o in ya).backward()
+    sum(o.sum() for o in yb).backward()
+    for (n, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-4, rtol=1e-4), n
+
+
+def test_layer_depth():
+    model = small()
+    assert model.get_layer_depth('backbone.pos_embed', 'backbone.') == (0, 6)
+    assert model.get_layer_depth('backbone.layers.2.att.key.weight',
+                                 'backbone.') == (3, 6)
+    assert model.get_layer_depth('backbone.interactions.0.injector.gamma',
+                                 'backbone.') == (5, 6)
+
+
+def test_loads_classifier_weights():
+    """An ImageNet VRWKV's weights load into the adapter's backbone part:
+    only the final norm is unexpected."""
+    cls = VRWKV(arch=SMALL['arch'], img_size=48)  # 3x3 grid -> resized
+    model = small()
+    result = model.load_state_dict(cls.state_dict(), strict=False)
+    assert set(result.unexpected_keys) == {'ln1.weight', 'ln1.bias'}
+    assert all(k.startswith(('level_embed', 'spm', 'interactions', 'up',
+                             'norm')) for k in result.missing_keys)
+    assert torch.equal(model.layers[1].att.key.weight,
+                       cls.layers[1].att.key.weight)
+
+
+@pytest.mark.parametrize('kwargs,message', [
+    (dict(interaction_indexes=[[0, 1], [3, 3]]), 'covering layers 0..3'),
+    (dict(interaction_indexes=[[0, 1, 2], [3, 3]]), 'pairs'),
+    (dict(vrwkv_feature='mean'), 'vrwkv_feature'),
+    (dict(interaction_indexes=[[0, 1], [2, 3]],
+          vrwkv_feature='per_interaction'), 'needs 4 interaction blocks'),
+    (dict(out_indices=(0, 1)), 'out_indices'),
+    (dict(deform_num_heads=None), 'deform_num_heads'),
+    (dict(arch='huge'), 'not one of'),
+])
+def test_bad_arguments(kwargs, message):
+    cfg = {**SMALL, **kwargs}
+    with pytest.raises((ValueError, TypeError), match=message):
+        VRWKVAdapter(**cfg)
+
+
+def test_too_small_input():
+    with pytest.raises(ValueError, match='smaller than'):
+        small()(torch.randn(1, 3, 16, 64))
