@@ -6,7 +6,7 @@ has its own hue family (jittered), so a model trained from scratch for a few
 minutes on a CPU can tell the classes apart; the outlines still differ. The same scenes are written
 twice:
 
-    OUT/coco/{train2017,val2017}/*.jpg
+    OUT/coco/{train2017,val2017}/*.png
     OUT/coco/annotations/instances_{train2017,val2017}.json   (polygons)
     OUT/ade/ADEChallengeData2016/images/{training,validation}/*.jpg
     OUT/ade/ADEChallengeData2016/annotations/{training,validation}/*.png
@@ -99,10 +99,12 @@ def write_split(out: str, coco_split: str, ade_split: str, num: int,
     for i in range(num):
         img, instances, label = make_scene(rng, size, max_shapes)
         name = f'{coco_split}_{i:05d}'
-        img.save(osp.join(coco_dir, name + '.jpg'), quality=95)
+        # PNG keeps the COCO copy lossless (and mmdet's --show-dir keeps
+        # the input's extension); ADE20K images are JPEGs
+        img.save(osp.join(coco_dir, name + '.png'))
         img.save(osp.join(ade_img, name + '.jpg'), quality=95)
         label.save(osp.join(ade_ann, name + '.png'))
-        images.append(dict(id=i + 1, file_name=name + '.jpg', height=size,
+        images.append(dict(id=i + 1, file_name=name + '.png', height=size,
                            width=size))
         for cls, poly in instances:
             annotations.append(_coco_annotation(

@@ -84,7 +84,9 @@ optim_wrapper = dict(
     optimizer=dict(lr=5e-4, weight_decay=0.05),
     paramwise_cfg=dict(num_layers=4, layer_decay_rate=0.9),
     clip_grad=dict(max_norm=5.0))
+# with --show-dir, save the visualisation of every test image
 default_hooks = dict(
+    visualization=dict(interval=1),
     logger=dict(interval=10),
     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1, save_best=None))
 randomness = dict(seed=0)

@@ -91,7 +91,9 @@ param_scheduler = [
 optim_wrapper = dict(
     optimizer=dict(lr=1e-3, weight_decay=0.05),
     paramwise_cfg=dict(num_layers=4, layer_decay_rate=0.9))
+# with --show-dir, save the visualisation of every test image
 default_hooks = dict(
+    visualization=dict(interval=1),
     logger=dict(interval=20),
     checkpoint=dict(interval=max_iters, max_keep_ckpts=1, save_best=None))
 randomness = dict(seed=0)
