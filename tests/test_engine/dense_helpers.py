@@ -21,6 +21,14 @@ def make_data(root, train=8, val=4, size=128):
     return root
 
 
+def _single_process_loaders():
+    options = {'train_dataloader.batch_size': 2}
+    for split in ('train', 'val', 'test'):
+        options[f'{split}_dataloader.num_workers'] = 0
+        options[f'{split}_dataloader.persistent_workers'] = False
+    return options
+
+
 def det_options(data_root, work_dir):
     coco = os.path.join(data_root, 'coco') + '/'
     return {
@@ -30,13 +38,7 @@ def det_options(data_root, work_dir):
         'test_dataloader.dataset.data_root': coco,
         'val_evaluator.ann_file': coco + 'annotations/instances_val2017.json',
         'test_evaluator.ann_file': coco + 'annotations/instances_val2017.json',
-        'train_dataloader.batch_size': 2,
-        'train_dataloader.num_workers': 0,
-        'train_dataloader.persistent_workers': False,
-        'val_dataloader.num_workers': 0,
-        'val_dataloader.persistent_workers': False,
-        'test_dataloader.num_workers': 0,
-        'test_dataloader.persistent_workers': False,
+        **_single_process_loaders(),
         'train_cfg.max_epochs': 1,
         'train_cfg.val_interval': 1,
         'param_scheduler': [],
@@ -52,13 +54,7 @@ def seg_options(data_root, work_dir, iters=2):
         'train_dataloader.dataset.data_root': ade,
         'val_dataloader.dataset.data_root': ade,
         'test_dataloader.dataset.data_root': ade,
-        'train_dataloader.batch_size': 2,
-        'train_dataloader.num_workers': 0,
-        'train_dataloader.persistent_workers': False,
-        'val_dataloader.num_workers': 0,
-        'val_dataloader.persistent_workers': False,
-        'test_dataloader.num_workers': 0,
-        'test_dataloader.persistent_workers': False,
+        **_single_process_loaders(),
         'train_cfg.max_iters': iters,
         'train_cfg.val_interval': iters,
         'param_scheduler': [],

@@ -6,6 +6,7 @@ import glob
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -48,7 +49,10 @@ def test_upernet_trains_and_evaluates(data_root, tmp_path):
 
 
 def mim(*args, cwd):
-    exe = shutil.which('mim')
+    # the mim of this interpreter's environment, even if it is not on PATH
+    exe = os.path.join(os.path.dirname(sys.executable), 'mim')
+    if not os.path.isfile(exe):
+        exe = shutil.which('mim')
     assert exe, 'openmim is not installed'
     proc = subprocess.run([exe, *args], cwd=cwd, capture_output=True,
                           text=True, timeout=900)
