@@ -7,7 +7,7 @@ Usage:
 import argparse
 import tempfile
 
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 
@@ -15,8 +15,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, as in mim test')
     args = parser.parse_args()
     cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
     cfg.work_dir = tempfile.mkdtemp(prefix='untrained_')
     cfg.load_from = None
     cfg.randomness = dict(seed=args.seed)

@@ -80,3 +80,15 @@ def test_mim_train_then_test(data_root, tmp_path, package, config, options,
         ('bbox_mAP' in out and 'segm_mAP' in out)
     pngs = glob.glob(os.path.join(show, '**', '*.png'), recursive=True)
     assert len(pngs) == 4  # one visualisation per validation image
+
+
+def test_eval_untrained_reports_the_baseline(data_root, tmp_path):
+    opts = cli_options(seg_options(data_root, str(tmp_path)))
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'tools', 'eval_untrained.py'),
+         SEG_CFG, '--cfg-options', *opts],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [ln for ln in proc.stdout.splitlines()
+            if ln.startswith('untrained:')]
+    assert len(line) == 1 and "'mIoU'" in line[0]

@@ -71,22 +71,19 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             if key not in groups:
                 scale = rate**(total - 1 - layer_id)
                 groups[key] = dict(
-                    params=[], param_names=[], lr=self.base_lr * scale,
+                    params=[], lr=self.base_lr * scale,
                     lr_scale=scale)
                 if no_decay or self.base_wd is not None:
                     groups[key]['weight_decay'] = \
                         0. if no_decay else self.base_wd
             groups[key]['params'].append(param)
-            groups[key]['param_names'].append(name)
-        for key in sorted(groups):
-            group = groups[key]
-            params.append({k: v for k, v in group.items()
-                           if k != 'param_names'})
+        lines = []
+        for (layer_id, no_decay), group in sorted(groups.items()):
+            params.append(group)
+            lines.append(f'layer {layer_id:>2} '
+                         f'{"no_decay" if no_decay else "decay   "} '
+                         f'lr_scale {group["lr_scale"]:.4f} '
+                         f'({len(group["params"])} params)')
         if get_rank() == 0:
-            lines = [f'layer {layer_id:>2} '
-                     f'{"no_decay" if no_decay else "decay   "} '
-                     f'lr_scale {groups[(layer_id, no_decay)]["lr_scale"]:.4f}'
-                     f' ({len(groups[(layer_id, no_decay)]["params"])} '
-                     'params)' for layer_id, no_decay in sorted(groups)]
             MMLogger.get_current_instance().info(
                 f'Layer-wise lr decay {rate}:\n' + '\n'.join(lines))

@@ -64,6 +64,12 @@ def reference_points(shapes: Shapes, device) -> torch.Tensor:
     return torch.cat(points, 0)[None, :, None]
 
 
+def tokens_to_map(tokens: torch.Tensor, shape: Tuple[int, int]):
+    """(B, h*w, C) tokens -> (B, C, h, w) map."""
+    B, _, C = tokens.shape
+    return tokens.transpose(1, 2).reshape(B, C, *shape)
+
+
 def _deform_attn(dims: int, num_heads: int, num_levels: int, num_points: int,
                  deform_ratio: float) -> MultiScaleDeformableAttention:
     return MultiScaleDeformableAttention(
@@ -85,13 +91,11 @@ class DWConv(nn.Module):
         self.dwconv = nn.Conv2d(dims, dims, 3, 1, 1, groups=dims)
 
     def forward(self, x: torch.Tensor, shapes: Shapes) -> torch.Tensor:
-        B, _, C = x.shape
         sizes = [h * w for h, w in shapes]
-        outs = []
-        for part, (h, w) in zip(x.split(sizes, dim=1), shapes):
-            grid = part.transpose(1, 2).reshape(B, C, h, w)
-            outs.append(self.dwconv(grid).flatten(2).transpose(1, 2))
-        return torch.cat(outs, dim=1)
+        return torch.cat([
+            self.dwconv(tokens_to_map(part, shape)).flatten(2).transpose(1, 2)
+            for part, shape in zip(x.split(sizes, dim=1), shapes)
+        ], dim=1)
 
 
 class ConvFFN(nn.Module):

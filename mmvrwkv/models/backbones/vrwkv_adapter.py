@@ -12,7 +12,7 @@ from mmengine.model.weight_init import trunc_normal_
 from mmengine.registry import MODELS
 
 from .adapter_modules import DeformInputs, InteractionBlock, \
-    SpatialPriorModule
+    SpatialPriorModule, tokens_to_map
 from .vrwkv import VRWKV, resize_pos_embed
 
 
@@ -208,10 +208,10 @@ class VRWKVAdapter(VRWKV):
                                         self.interaction_indexes):
             x, c = block(x, c, self.layers[first:last + 1], inputs,
                          patch_resolution)
-            stage_maps.append(self._to_map(x, patch_resolution))
+            stage_maps.append(tokens_to_map(x, patch_resolution))
 
         c2, c3, c4 = c.split(level_sizes, dim=1)
-        c2, c3, c4 = (self._to_map(t, shape) for t, shape in zip(
+        c2, c3, c4 = (tokens_to_map(t, shape) for t, shape in zip(
             (c2, c3, c4), inputs.level_shapes))
         c1 = self.up(c2) + c1
         outs = [c1, c2, c3, c4]
@@ -240,8 +240,3 @@ class VRWKVAdapter(VRWKV):
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))
         return x
-
-    @staticmethod
-    def _to_map(tokens: torch.Tensor, shape) -> torch.Tensor:
-        B, _, C = tokens.shape
-        return tokens.transpose(1, 2).reshape(B, C, *shape)
