@@ -224,7 +224,11 @@ class VRWKVAdapter(VRWKV):
                     m = F.interpolate(m, scale_factor=scale, mode='bilinear',
                                       align_corners=False)
                 outs[i] = outs[i] + m
-        return [getattr(self, f'norm{i + 1}')(out)
+        # The maps come from (B, N, C) tokens and keep channels-last strides
+        # through the norm; hand the necks and heads standard NCHW tensors,
+        # since mmcv's RoIAlign (CPU) reads its input as contiguous NCHW
+        # without checking and returns garbage for other layouts.
+        return [getattr(self, f'norm{i + 1}')(out).contiguous()
                 for i, out in enumerate(outs)]
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:

@@ -76,6 +76,24 @@ def test_four_maps_at_strides_4_to_32(size):
         assert torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize('mode', ['final', 'per_interaction', None])
+def test_outputs_are_standard_nchw(mode):
+    """RoI heads read the maps as contiguous NCHW: mmcv's RoIAlign ignores
+    strides, so channels-last maps (what (B, N, C) tokens reshape into)
+    silently gave Mask R-CNN garbage RoI features."""
+    from mmcv.ops import roi_align
+    model = small(vrwkv_feature=mode).train()
+    outs = model(torch.randn(2, 3, 96, 128))
+    rois = torch.tensor([[0., 8., 12., 60., 90.], [1., 30., 5., 120., 70.]])
+    for out, stride in zip(outs, (4, 8, 16, 32)):
+        assert out.is_contiguous()
+        got = roi_align(out, rois, (7, 7), 1 / stride, 2, 'avg', True)
+        want = roi_align(out.detach().clone(memory_format=torch.
+                                             contiguous_format), rois,
+                         (7, 7), 1 / stride, 2, 'avg', True)
+        torch.testing.assert_close(got, want)
+
+
 def test_tiny_preset_forward():
     model = VRWKVAdapter(arch='tiny').eval()
     with torch.no_grad():
