@@ -4,8 +4,7 @@
 # (mmsegmentation) and a small VRWKV-Adapter Mask R-CNN (mmdet) on it, saving
 # visualised predictions as PNGs and printing mIoU and COCO mAP.
 # The Mask R-CNN starts from the UperNet's backbone (same architecture), as
-# the paper's detectors start from ImageNet weights: from scratch, Mask R-CNN
-# needs far longer than a few CPU minutes.
+# the paper's detectors start from ImageNet weights.
 #   bash tools/run_demo.sh [WORK_DIR]   (default work_dirs/demo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
