@@ -132,9 +132,10 @@ def _extractor(s, p, dims, heads, points, ratio, cffn_ratio):
 
 
 def vrwkv_adapter(s, p, dims, depth, img, key_norm, heads, ratio,
-                  n_blocks=4, inplanes=64, points=4, cffn_ratio=0.25):
+                  n_blocks=4, inplanes=64, points=4, cffn_ratio=0.25,
+                  layer_scale=True):
     """Official VRWKV_Adapter parameters (backbone without ln1 + adapter)."""
-    vrwkv(s, p, dims, depth, img, key_norm, layer_scale=True,
+    vrwkv(s, p, dims, depth, img, key_norm, layer_scale=layer_scale,
           final_norm=False)
     s[p + 'level_embed'] = (3, dims)
     widths = [(3, inplanes), (inplanes, inplanes), (inplanes, inplanes)]
@@ -257,3 +258,19 @@ def internimage_checkpoint(state_dict):
     """How the InternImage-based code (VRWKV-L) saves."""
     return dict(state_dict=state_dict, max_accuracy=86.0, epoch=19,
                 model_ema=state_dict)
+
+
+def official_demo_models():
+    """The demo configs' small architectures (configs/demo/: 4 layers of 96
+    channels, no layer scale, one layer per interaction block) in the
+    official formats: (Mask R-CNN, UperNet)."""
+    backbone = dict(dims=96, depth=4, img=256, key_norm=False, heads=3,
+                    ratio=1.0, inplanes=16, layer_scale=False)
+    det, seg = Shapes(), Shapes()
+    vrwkv_adapter(det, 'backbone.', **backbone)
+    mmdet2_mask_rcnn_heads(det, 96, num_classes=3, width=64, fc=256,
+                           mask_convs=2)
+    vrwkv_adapter(seg, 'backbone.', **backbone)
+    mmseg0_upernet_heads(seg, 96, num_classes=4, channels=64,
+                         aux_channels=64)
+    return det, seg
