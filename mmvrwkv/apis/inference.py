@@ -62,11 +62,24 @@ def build_inferencer(config: Union[str, Config], checkpoint: Optional[str],
         from mmseg.apis import MMSegInferencer
         inferencer = MMSegInferencer(model=cfg, weights=checkpoint,
                                      device=device)
+        _complete_palette(inferencer.model)
     else:
         from mmpretrain.apis import ImageClassificationInferencer
         inferencer = ImageClassificationInferencer(
             model=cfg, pretrained=checkpoint or False, device=device)
     return inferencer, scope
+
+
+def _complete_palette(model) -> None:
+    """mmseg draws with the Cityscapes palette when a checkpoint names its
+    classes but has no palette, and fails unless there are 19 classes: give
+    such models a fixed palette of their own."""
+    meta = getattr(model, 'dataset_meta', None) or {}
+    classes = meta.get('classes')
+    if classes and not meta.get('palette'):
+        rng = np.random.default_rng(len(classes))
+        palette = rng.integers(0, 256, (len(classes), 3)).tolist()
+        model.dataset_meta = dict(meta, palette=palette)
 
 
 def _visualise(inferencer, scope: str, image: str, score_thr: float):
