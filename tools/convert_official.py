@@ -61,13 +61,14 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def report(conv, stripped_module: bool, config: str) -> None:
+def report(conv, config: str) -> None:
     print(f'found: {conv.kind} model, VRWKV {conv.arch} '
           f'({conv.embed_dims} channels, {conv.num_layers} layers), '
           f'{len(conv.state_dict)} tensors'
           + (f" under '{conv.container}'" if conv.container else ''))
-    if stripped_module:
-        print("stripped DDP 'module.' prefixes")
+    if conv.stripped_module:
+        print(f"stripped DDP 'module.' prefixes ({conv.stripped_module} "
+              'keys)')
     rules = Counter((old.rsplit('.', 1)[0], new.rsplit('.', 1)[0])
                     for old, new in conv.renamed)
     for (old, new), n in sorted(rules.items()):
@@ -92,9 +93,6 @@ def main(argv=None) -> int:
         config = args.config or default_config(conv.kind, conv.arch)
     except (ValueError, RuntimeError, FileNotFoundError) as err:
         sys.exit(f'{args.src}: {err}')
-    stripped = any(k.startswith('module.') for k in
-                   (checkpoint.get(conv.container, checkpoint)
-                    if conv.container else checkpoint))
     cfg = Config.fromfile(config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -105,7 +103,7 @@ def main(argv=None) -> int:
                  + '\n  '.join(problems)
                  + '\nPick the config of this checkpoint with --config '
                  '(and --cfg-options for e.g. num_classes).')
-    report(conv, stripped, config)
+    report(conv, config)
     os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
     if args.dst.endswith('.safetensors'):
         save_safetensors(conv.state_dict, args.dst, conv.meta)

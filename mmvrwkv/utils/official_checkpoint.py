@@ -52,6 +52,7 @@ class Conversion:
         container: where the weights were found ('state_dict', 'model',
             'module' or None for a bare state dict).
         renamed: (old, new) key pairs.
+        stripped_module: how many keys lost a DDP ``module.`` prefix.
         meta: mmengine-style meta (``dataset_meta`` and the provenance).
     """
     state_dict: Dict[str, torch.Tensor]
@@ -61,6 +62,7 @@ class Conversion:
     num_layers: int
     container: Optional[str]
     renamed: List[Tuple[str, str]] = field(default_factory=list)
+    stripped_module: int = 0
     meta: dict = field(default_factory=dict)
 
 
@@ -190,7 +192,7 @@ def convert_official(checkpoint: dict, kind: str = 'auto',
         raise ValueError(f'kind {kind!r} is not one of: auto, '
                          + ', '.join(KINDS))
     state_dict, container = find_state_dict(checkpoint)
-    state_dict, _ = strip_module_prefix(state_dict)
+    state_dict, stripped = strip_module_prefix(state_dict)
     check_vrwkv(state_dict)
     found = detect_kind(state_dict)
     if kind != 'auto' and kind != found:
@@ -212,7 +214,7 @@ def convert_official(checkpoint: dict, kind: str = 'auto',
     return Conversion(
         state_dict=state_dict, kind=found, arch=arch, embed_dims=embed_dims,
         num_layers=num_layers, container=container, renamed=renamed,
-        meta=meta)
+        stripped_module=stripped, meta=meta)
 
 
 def compare_shapes(state_dict: dict, model: nn.Module) -> List[str]:

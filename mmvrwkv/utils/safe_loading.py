@@ -93,8 +93,8 @@ def load_checkpoint_file(filename: str, map_location=None) -> dict:
         return load_safetensors(filename, map_location)
     allow_mmengine_checkpoints()
     try:
-        return torch.load(filename, map_location=map_location,
-                          weights_only=True)
+        checkpoint = torch.load(filename, map_location=map_location,
+                                weights_only=True)
     except pickle.UnpicklingError as err:
         reason = str(err).strip().splitlines()[0]
         raise RuntimeError(
@@ -103,6 +103,12 @@ def load_checkpoint_file(filename: str, map_location=None) -> dict:
             'mmvrwkv never runs code stored in a checkpoint. If you trust '
             'the file, keep only its weights: torch.save(torch.load(SRC, '
             "weights_only=False)['state_dict'], DST)") from err
+    # Files of the InternImage-based code (VRWKV-L) may keep the weights
+    # under 'model'; mmengine looks for 'state_dict' (init_cfg with prefix).
+    if isinstance(checkpoint, dict) and 'state_dict' not in checkpoint \
+            and isinstance(checkpoint.get('model'), dict):
+        checkpoint = dict(checkpoint, state_dict=checkpoint['model'])
+    return checkpoint
 
 
 def load_url_safely(url: str, model_dir: Optional[str] = None,

@@ -28,7 +28,7 @@ def log_lines():
     logger.removeHandler(handler)
 
 
-def official_classifier_file(tmp_path, img, suffix):
+def official_classifier_file(tmp_path, img, suffix, container='mmcv'):
     """An official mmcls 0.x classifier checkpoint of the small arch."""
     shapes = official.Shapes()
     official.vrwkv(shapes, 'backbone.', 32, 2, img, key_norm=False,
@@ -36,7 +36,9 @@ def official_classifier_file(tmp_path, img, suffix):
     shapes.linear('head.fc', 32, 10)
     state = shapes.tensors(seed=3)
     path = tmp_path / f'vrwkv_in1k_{img}{suffix}'
-    if suffix == '.pth':
+    if suffix == '.pth' and container == 'model':   # InternImage-style
+        torch.save(dict(model=state, epoch=19), path)
+    elif suffix == '.pth':
         torch.save(official.mmcv1_checkpoint(state), path)
     else:
         save_safetensors(state, str(path))
@@ -75,7 +77,7 @@ def test_adapter_from_192px_classifier(tmp_path, log_lines, suffix):
 
 
 def test_plain_backbone_224_to_512(tmp_path, log_lines):
-    path, state = official_classifier_file(tmp_path, 224, '.pth')
+    path, state = official_classifier_file(tmp_path, 224, '.pth', 'model')
     backbone = MODELS.build(dict(
         type='VRWKV', arch=ARCH, img_size=512,
         init_cfg=dict(type='Pretrained', checkpoint=path,
