@@ -51,13 +51,6 @@ def test_every_release_loads_strictly(arch, kind):
         assert conv.renamed == []
 
 
-def test_large_classifier_has_the_published_size():
-    # official README: VRWKV-L (384) 334.9M parameters
-    model = build_model_skeleton(config_of('cls', 'large'))
-    assert round(sum(p.numel() for p in model.parameters()) / 1e6, 1) == \
-        334.9
-
-
 def test_unconverted_head_does_not_fit():
     """Without the rename the L classifier would not load: the test above
     depends on the converter, not on names that happen to agree."""
