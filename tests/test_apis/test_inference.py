@@ -45,26 +45,29 @@ def save_untrained(cfg_path, path, classes):
     return str(path)
 
 
-def check_pngs(written, image_dir, out_dir):
-    assert [os.path.basename(p) for p in written] == ['a.png', 'b.png']
-    for path, src in zip(written, list_images(image_dir)):
+def check_pngs(written, inputs, out_dir):
+    sources = list_images(inputs)
+    assert [os.path.basename(p) for p in written] == [
+        os.path.splitext(os.path.basename(s))[0] + '.png' for s in sources]
+    for path, src in zip(written, sources):
         assert os.path.dirname(path) == str(out_dir)
         assert Image.open(path).size == Image.open(src).size
 
 
 @pytest.mark.slow
 def test_segmentor_and_detector(image_dir, tmp_path):
+    image = os.path.join(image_dir, 'b.png')   # one image: dense models
     ckpt = save_untrained(SEG_CFG, tmp_path / 'seg.safetensors',
                           ('background', 'circle', 'square', 'triangle'))
-    written = inference(image_dir, SEG_CFG, ckpt, str(tmp_path / 'seg'),
+    written = inference(image, SEG_CFG, ckpt, str(tmp_path / 'seg'),
                         device='cpu')
-    check_pngs(written, image_dir, tmp_path / 'seg')
+    check_pngs(written, image, tmp_path / 'seg')
 
     ckpt = save_untrained(DET_CFG, tmp_path / 'det.pth',
                           ('circle', 'square', 'triangle'))
-    written = inference(image_dir, DET_CFG, ckpt, str(tmp_path / 'det'),
+    written = inference(image, DET_CFG, ckpt, str(tmp_path / 'det'),
                         device='cpu', score_thr=0.0)
-    check_pngs(written, image_dir, tmp_path / 'det')
+    check_pngs(written, image, tmp_path / 'det')
 
 
 def test_classifier_cli(image_dir, tmp_path, capsys):
@@ -81,6 +84,7 @@ def test_classifier_cli(image_dir, tmp_path, capsys):
     # mmengine prints its own lines too; the tool prints one path a line
     written = [line for line in capsys.readouterr().out.splitlines()
                if line.endswith('.png')]
+    assert len(written) == 2   # a.jpg, b.png; not notes.txt
     check_pngs(written, image_dir, out_dir)
     with pytest.raises(SystemExit, match='neither an image nor a folder'):
         infer.main([str(tmp_path / 'nothing'), str(cfg), ckpt])
