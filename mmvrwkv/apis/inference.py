@@ -82,14 +82,15 @@ def _complete_palette(model) -> None:
         model.dataset_meta = dict(meta, palette=palette)
 
 
-def _visualise(inferencer, scope: str, image: str, score_thr: float):
-    """(predictions, RGB picture) of a detector or segmentor."""
+def _dense_picture(inferencer, scope: str, image: str,
+                   score_thr: float) -> np.ndarray:
+    """The RGB picture of a detector's or segmentor's prediction."""
     kwargs = dict(return_vis=True)
     if scope == 'mmdet':
         kwargs.update(pred_score_thr=score_thr, no_save_vis=True)
     out = inferencer(image, **kwargs)
     vis = out['visualization']
-    return out['predictions'], vis[0] if isinstance(vis, list) else vis
+    return vis[0] if isinstance(vis, list) else vis
 
 
 def inference(inputs: str,
@@ -121,7 +122,7 @@ def inference(inputs: str,
             pred = inferencer(image, return_datasamples=True)[0]
             rgb = _classification_picture(inferencer, image, pred)
         else:
-            _, rgb = _visualise(inferencer, scope, image, score_thr)
+            rgb = _dense_picture(inferencer, scope, image, score_thr)
         out_file = osp.join(out_dir,
                             osp.splitext(osp.basename(image))[0] + '.png')
         mmcv.imwrite(np.ascontiguousarray(rgb[..., ::-1]), out_file)
