@@ -28,7 +28,8 @@ def _check_mmcv():
 if _has('mmengine') and _has('mmcv'):
     _check_mmcv()
     from . import engine, models  # noqa: F401,E402  registers them
-    from .utils import allow_mmengine_checkpoints
+    from .utils import allow_mmengine_checkpoints, register_safe_loading
     allow_mmengine_checkpoints()
+    register_safe_loading()  # weights-only .pth and .safetensors everywhere
 
 __all__ = ['__version__']

@@ -11,7 +11,7 @@ CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', '**', '*.py'),
                            recursive=True))
 # Published parameter counts of the classifiers (official README), in M.
 PUBLISHED_PARAMS = {'vrwkv_t_in1k': 6.2, 'vrwkv_s_in1k': 23.8,
-                    'vrwkv_b_in1k': 93.7}
+                    'vrwkv_b_in1k': 93.7, 'vrwkv_l_in1k_384': 334.9}
 # Backbone (VRWKV + adapter) parameters of the detection and segmentation
 # models, paper Tables 3 and 4, in M.
 PUBLISHED_BACKBONE_PARAMS = {'t': 8.4, 's': 29.3, 'b': 106.6, 'l': 351.9}

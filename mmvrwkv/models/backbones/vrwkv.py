@@ -153,7 +153,10 @@ class VRWKV(BaseModule):
         self.drop_after_pos = nn.Dropout(p=drop_rate)
         self._register_load_state_dict_pre_hook(self._prepare_pos_embed)
 
-        dpr = torch.linspace(0, drop_path_rate, self.num_layers).tolist()
+        # on the CPU explicitly: .tolist() fails under a 'meta' default
+        # device (models built without memory to check checkpoint shapes)
+        dpr = torch.linspace(0, drop_path_rate, self.num_layers,
+                             device='cpu').tolist()
         self.layers = ModuleList([
             VRWKVBlock(
                 embed_dims=self.embed_dims,
