@@ -2,39 +2,59 @@
 
 Usage:
     python tools/get_flops.py configs/vrwkv_t_in1k.py --shape 224
-    python tools/get_flops.py CONFIG --shape 800 1280 --backbone-only
+    python tools/get_flops.py configs/mask_rcnn_vrwkv_t.py --backbone-only
+    python tools/get_flops.py configs/upernet_vrwkv_t.py --backbone-only
+
+With ``--backbone-only`` and no ``--shape``, the input is the one the
+paper's dense tables use: 800x1333 for mmdet configs, 512x512 for mmseg
+configs (the adapter pads to a multiple of 32, as mmdet's data preprocessor
+does). The model is built from the config as is: its SyncBN layers count
+zero, as in mmcv's counter that produced the published numbers.
 """
 import argparse
 import importlib
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 
 from mmvrwkv.utils.flops import count_flops
+
+DENSE_INPUT = {'mmdet': (800, 1333), 'mmseg': (512, 512)}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
-    parser.add_argument('--shape', type=int, nargs='+', default=[224],
-                        help='input H [W]')
+    parser.add_argument('--shape', type=int, nargs='+',
+                        help='input H [W] (default: 224, or the paper\'s '
+                        'dense input with --backbone-only)')
     parser.add_argument('--backbone-only', action='store_true')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value')
     args = parser.parse_args()
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    scope = cfg.get('default_scope', 'mmengine')
+    if args.shape is None:
+        args.shape = list(DENSE_INPUT.get(scope, (224, ))) \
+            if args.backbone_only else [224]
     if len(args.shape) not in (1, 2):
         parser.error('--shape takes H or H W')
     h, w = (args.shape * 2)[:2]
-    cfg = Config.fromfile(args.config)
-    scope = cfg.get('default_scope', 'mmengine')
     init_default_scope(scope)
     models = importlib.import_module(f'{scope}.registry').MODELS
-    model = models.build(cfg.model)
     if args.backbone_only:
-        model = model.backbone
+        # no need to build (or download weights for) the heads
+        cfg.model.backbone.pop('init_cfg', None)
+        model = models.build(cfg.model.backbone)
+    else:
+        model = models.build(cfg.model)
     flops = count_flops(model, (torch.randn(1, 3, h, w), ))
     params = sum(p.numel() for p in model.parameters())
     print(f'input 3x{h}x{w}: {flops["total"] / 1e9:.2f} GFLOPs '
-          f'(traced {flops["traced"] / 1e9:.2f} + Bi-WKV '
+          f'(counted {flops["traced"] / 1e9:.2f} + Bi-WKV '
           f'{flops["wkv"] / 1e9:.3f}), {params / 1e6:.2f} M params')
 
 

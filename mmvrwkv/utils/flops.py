@@ -1,70 +1,78 @@
 """FLOPs as Vision-RWKV publishes them.
 
 The paper's numbers are mmcv 1.x ``get_model_complexity_info``
-multiply-accumulates (convolutions and linear layers; LayerNorm as
-``numel * 2`` when affine; element-wise ops not counted) plus an analytic term
-for the WKV op, ``29 * T * C`` per layer (official
-classification/get_flops_backbone.py). We trace with mmengine's FlopAnalyzer,
-count LayerNorm the mmcv 1.x way, and add the WKV term from the token count
-each SpatialMix sees, so the result does not depend on which Bi-WKV kernel
-runs.
+multiply-accumulates plus an analytic term for the WKV op, ``29 * T * C`` per
+layer (official classification/get_flops_backbone.py). mmcv 2.x still ships
+that counter (``mmcv.cnn.utils.flops_counter``): forward hooks on module
+types only, so convolutions (with their bias), linear layers, LayerNorm /
+BatchNorm / GroupNorm (``numel``, twice when affine), ReLU, pooling and
+``nn.Upsample`` are counted, while functional ops (``F.interpolate``,
+``torch.relu``, ``grid_sample`` inside deformable attention) and module types
+it does not list (``SyncBatchNorm``, ``GELU``) count zero. We run that very
+counter and add the WKV term from the token count each SpatialMix sees, so the
+result does not depend on which Bi-WKV kernel runs.
 """
 import functools
 from typing import Dict, Sequence
 
 import torch
 import torch.nn as nn
-from mmengine.analysis import FlopAnalyzer
-from mmengine.analysis.jit_handles import get_shape
+from mmcv.cnn.utils.flops_counter import add_flops_counting_methods
 from mmengine.model import BaseModel
 
 from mmvrwkv.models.layers import SpatialMix
 
 WKV_FLOPS_PER_TOKEN_CHANNEL = 29
-
-
-def _layer_norm_mmcv(inputs, outputs) -> int:
-    numel = 1
-    for d in get_shape(inputs[0]):
-        numel *= d
-    has_affine = get_shape(inputs[2]) is not None
-    return numel * (2 if has_affine else 1)
+_COUNTER_METHODS = ('start_flops_count', 'stop_flops_count',
+                    'reset_flops_count', 'compute_average_flops_cost')
+_COUNTER_ATTRS = ('__flops__', '__params__', '__batch_counter__')
 
 
 def count_flops(model: nn.Module,
                 inputs: Sequence[torch.Tensor]) -> Dict[str, int]:
-    """FLOPs of ``model(*inputs)``, counted as in the paper. mm models
-    (classifiers, detectors, segmentors) run with ``mode='tensor'``.
+    """FLOPs per image of ``model(*inputs)``, counted as in the paper. mm
+    models (classifiers, detectors, segmentors) run with ``mode='tensor'``.
 
     Returns:
-        dict: ``total``, ``traced`` (conv/linear/norm MACs) and ``wkv``.
+        dict: ``total``, ``traced`` (the mmcv counter's MACs) and ``wkv``.
     """
     wkv = []
 
     def record(module, args):
-        B, T, C = args[0].shape
-        wkv.append(WKV_FLOPS_PER_TOKEN_CHANNEL * B * T * C)
+        _, T, C = args[0].shape
+        wkv.append(WKV_FLOPS_PER_TOKEN_CHANNEL * T * C)
 
     hooks = [m.register_forward_pre_hook(record) for m in model.modules()
              if isinstance(m, SpatialMix)]
     was_training = model.training
-    model.eval()
     if isinstance(model, BaseModel):
         model.forward = functools.partial(type(model).forward, model,
                                           mode='tensor')
+    counter = add_flops_counting_methods(model)
+    counter.eval()
     try:
+        counter.start_flops_count()
         with torch.no_grad():
-            analyzer = FlopAnalyzer(model, tuple(inputs))
-            analyzer.set_op_handle('aten::layer_norm', _layer_norm_mmcv)
-            analyzer.unsupported_ops_warnings(False)
-            analyzer.uncalled_modules_warnings(False)
-            traced = analyzer.total()
-            # FlopAnalyzer traces once; count the WKV term from one run.
-            wkv.clear()
             model(*inputs)
+        traced, _ = counter.compute_average_flops_cost()
+        counter.stop_flops_count()
     finally:
         for h in hooks:
             h.remove()
-        model.__dict__.pop('forward', None)
+        _remove_counter(model)
         model.train(was_training)
+    traced = int(traced)
     return dict(total=traced + sum(wkv), traced=traced, wkv=sum(wkv))
+
+
+def _remove_counter(model: nn.Module) -> None:
+    """Undo add_flops_counting_methods (it leaves methods and counters on
+    the modules, and warns when it is applied a second time)."""
+    for name in _COUNTER_METHODS + ('forward', ):
+        model.__dict__.pop(name, None)
+    for m in model.modules():
+        handle = m.__dict__.pop('__flops_handle__', None)
+        if handle is not None:
+            handle.remove()
+        for name in _COUNTER_ATTRS:
+            m.__dict__.pop(name, None)
