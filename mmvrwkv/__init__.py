@@ -28,7 +28,8 @@ def _check_mmcv():
 if _has('mmengine') and _has('mmcv'):
     _check_mmcv()
     from . import engine, models  # noqa: F401,E402  registers them
-    from .utils import allow_mmengine_checkpoints
+    from .utils import allow_mmengine_checkpoints, register_atomic_backend
     allow_mmengine_checkpoints()
+    register_atomic_backend()
 
 __all__ = ['__version__']
