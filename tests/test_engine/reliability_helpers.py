@@ -92,7 +92,7 @@ def env():
     """Subprocess environment that imports this checkout's mmvrwkv."""
     out = dict(os.environ)
     out['PYTHONPATH'] = ROOT + os.pathsep + out.get('PYTHONPATH', '')
-    out.setdefault('OMP_NUM_THREADS', '1')
+    out['OMP_NUM_THREADS'] = '1'
     return out
 
 
@@ -117,3 +117,11 @@ def free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+
+def build_runner(cfg):
+    """As mm tools/train.py does: the config's ``runner_type`` if set."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    return RUNNERS.build(cfg) if 'runner_type' in cfg else \
+        Runner.from_cfg(cfg)

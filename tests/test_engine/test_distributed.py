@@ -12,8 +12,8 @@ from mmengine.runner import Runner
 
 import mmvrwkv  # noqa: F401
 from .dense_helpers import make_data
-from .reliability_helpers import (dump, free_port, mim_exe, run,
-                                  tiny_seg_config)
+from .reliability_helpers import (build_runner, dump, free_port, mim_exe,
+                                  run, tiny_seg_config)
 
 ITERS = 3
 
@@ -43,7 +43,7 @@ def test_two_process_gloo_matches_single_process(tmp_path):
     ddp = tiny_seg_config(data, str(tmp_path / 'ddp'), max_iters=ITERS,
                           batch_size=2)
     # the reference in this process (a subprocess costs ~10 s of imports)
-    Runner.from_cfg(single.copy()).train()
+    build_runner(single.copy()).train()
     # mim runs torch.distributed.launch with 2 processes; PortableRunner
     # sets up gloo (no GPU) and converts SyncBN to CPUSyncBatchNorm
     out = run([mim_exe(), 'train', 'mmsegmentation',

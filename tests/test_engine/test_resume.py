@@ -10,12 +10,12 @@ import time
 
 import pytest
 import torch
-from mmengine.runner import Runner
 
 import mmvrwkv  # noqa: F401
 from mmvrwkv.engine.hooks.rng_state_hook import KEY
 from .dense_helpers import ROOT, make_data
-from .reliability_helpers import dump, env, run, tiny_seg_config, train_cmd
+from .reliability_helpers import (build_runner, dump, env, run,
+                                  tiny_seg_config, train_cmd)
 
 ITERS, EVERY = 20, 5
 
@@ -65,7 +65,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
                                batch_size=2, random=True,
                                ckpt_interval=EVERY)
 
-    Runner.from_cfg(config('full')).train()
+    build_runner(config('full')).train()
     full = weights(tmp_path / 'full' / f'iter_{ITERS}.pth')
 
     work = str(tmp_path / 'killed')
@@ -94,7 +94,7 @@ def test_resume_without_rng_state_diverges(tmp_path):
     data = make_data(str(tmp_path / 'data'), train=8, val=2, size=64)
     cfg = tiny_seg_config(data, str(tmp_path / 'full'), max_iters=2 * EVERY,
                           batch_size=2, random=True, ckpt_interval=EVERY)
-    Runner.from_cfg(cfg.copy()).train()
+    build_runner(cfg.copy()).train()
     full = weights(tmp_path / 'full' / f'iter_{2 * EVERY}.pth')
     ckpt = torch.load(tmp_path / 'full' / f'iter_{EVERY}.pth',
                       map_location='cpu', weights_only=True)
@@ -103,6 +103,6 @@ def test_resume_without_rng_state_diverges(tmp_path):
     torch.save(ckpt, stripped)
     cfg.merge_from_dict(dict(work_dir=str(tmp_path / 'resumed'),
                              load_from=stripped, resume=True))
-    Runner.from_cfg(cfg).train()
+    build_runner(cfg).train()
     assert not same(
         weights(tmp_path / 'resumed' / f'iter_{2 * EVERY}.pth'), full)
