@@ -28,8 +28,10 @@ def _check_mmcv():
 if _has('mmengine') and _has('mmcv'):
     _check_mmcv()
     from . import engine, models  # noqa: F401,E402  registers them
-    from .utils import allow_mmengine_checkpoints, register_atomic_backend
+    from .utils import (allow_mmengine_checkpoints, check_local_checkpoints,
+                        register_atomic_backend)
     allow_mmengine_checkpoints()
+    check_local_checkpoints()
     register_atomic_backend()
 
 __all__ = ['__version__']

@@ -47,3 +47,40 @@ def allow_mmengine_checkpoints() -> None:
         return
     torch.serialization.add_safe_globals(_checkpoint_globals())
     _done = True
+
+
+def _load_from_local_checked(filename, map_location=None):
+    """mmengine's local checkpoint loader, with an error that names the file
+    when it is not a readable checkpoint (truncated download, interrupted
+    write, some other file). torch's own message ("failed finding central
+    directory", "invalid load key") names neither."""
+    import os.path as osp
+    import pickle
+    import zipfile
+
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    try:
+        return torch.load(filename, map_location=map_location)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, KeyError,
+            zipfile.BadZipFile) as error:
+        if 'weights_only' in str(error) and 'Unsupported global' in str(
+                error):
+            raise  # a real checkpoint holding an unexpected type
+        size = osp.getsize(filename)
+        first = (str(error).splitlines() or [''])[0]
+        raise RuntimeError(
+            f'{filename} ({size} bytes) is not a readable PyTorch checkpoint'
+            f' ({type(error).__name__}: {first}). It '
+            'is truncated (an interrupted download or copy) or not a '
+            'checkpoint at all: download or copy it again, or point to '
+            'another file.') from error
+
+
+def check_local_checkpoints() -> None:
+    """Make mmengine's loader for local paths (``load_from``, ``--resume``,
+    ``init_cfg=dict(type='Pretrained')``) say which file is unreadable."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    CheckpointLoader.register_scheme(
+        prefixes='', loader=_load_from_local_checked, force=True)

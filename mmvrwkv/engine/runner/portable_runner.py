@@ -1,14 +1,16 @@
 """An mmengine Runner that also trains data-parallel and with ``--amp`` on
 CPU-only machines."""
 import copy
+import json
 
 import torch
 import torch.distributed as dist
+from mmengine.dataset import BaseDataset
 from mmengine.device import get_device
 from mmengine.dist import is_distributed
 from mmengine.logging import print_log
 from mmengine.model import convert_sync_batchnorm, is_model_wrapper
-from mmengine.registry import MODEL_WRAPPERS, RUNNERS
+from mmengine.registry import DATASETS, MODEL_WRAPPERS, RUNNERS
 from mmengine.runner import Runner
 
 from ...models.layers.cpu_sync_bn import convert_to_cpu_sync_bn
@@ -37,6 +39,10 @@ class PortableRunner(Runner):
     - ``optim_wrapper.type='AmpOptimWrapper'`` (what ``--amp`` sets) builds
       :class:`~mmvrwkv.engine.CPUAmpOptimWrapper`: bfloat16 autocast,
       no loss scaling.
+
+    - a dataset that is empty, or whose annotation file is not JSON, is
+      reported with its file and the likely cause instead of numpy's "need
+      at least one array to concatenate" or a bare JSONDecodeError.
 
     Select it in a config with ``runner_type = 'PortableRunner'``; the
     mmdet/mmseg/mmpretrain ``tools/train.py`` (and so ``mim train``) build
@@ -94,3 +100,50 @@ class PortableRunner(Runner):
                       '(CPUAmpOptimWrapper, no loss scaling)',
                       logger='current')
         return super().build_optim_wrapper(optim_wrapper)
+
+    @staticmethod
+    def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
+        if isinstance(dataloader, dict) and isinstance(
+                dataloader.get('dataset'), dict):
+            dataloader = copy.copy(dataloader)
+            dataloader['dataset'] = build_dataset_checked(
+                dataloader['dataset'])
+        return Runner.build_dataloader(dataloader, seed, diff_rank_seed)
+
+
+def build_dataset_checked(cfg: dict):
+    """Build and fully initialise a dataset; say which file is at fault when
+    it cannot be read or yields no samples."""
+    cfg = copy.deepcopy(cfg)
+    where = cfg.get('ann_file') or cfg.get('data_prefix') or ''
+    where = f"{cfg.get('type')} (data_root={cfg.get('data_root')!r}, " \
+        f'{where!r})'
+    empty = (f'the dataset {where} has no samples. Check data_root, '
+             'ann_file and data_prefix; detection datasets also drop images '
+             'without instances (filter_cfg=dict(filter_empty_gt=True)), so '
+             'an annotation file without annotations leaves nothing to '
+             'train on')
+    kind = cfg.get('type')
+    if isinstance(kind, str):
+        with DATASETS.switch_scope_and_registry(None) as registry:
+            kind = registry.get(kind)
+    if isinstance(kind, type) and issubclass(kind, BaseDataset):
+        cfg['lazy_init'] = True  # build first, then load the annotations
+    try:
+        dataset = DATASETS.build(cfg)
+        if hasattr(dataset, 'full_init'):
+            dataset.full_init()
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f'the annotation file of {where} is not valid JSON ({error}); '
+            'it is empty or truncated: regenerate or download it '
+            'again') from error
+    except ValueError as error:
+        # mmengine serialises the sample list with np.concatenate, which
+        # fails this way on an empty list
+        if 'need at least one array' in str(error):
+            raise ValueError(empty) from error
+        raise
+    if len(dataset) == 0:
+        raise ValueError(empty)
+    return dataset
