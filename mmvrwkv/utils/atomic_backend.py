@@ -15,8 +15,8 @@ def atomic_write(data: bytes, filepath: str) -> None:
     folder = os.path.dirname(os.path.abspath(filepath))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
-        dir=folder, prefix='.' + os.path.basename(filepath) + '.', suffix=
-        '.tmp')
+        dir=folder, prefix='.' + os.path.basename(filepath) + '.',
+        suffix='.tmp')
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(data)

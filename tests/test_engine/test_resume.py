@@ -82,6 +82,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     assert not glob.glob(os.path.join(work, '.*.tmp'))
 
     log = run(train_cmd(cfg_path, '--resume'))
+
     # mmengine pads the iteration to the width of max_iters
     def logged(i):
         return re.search(rf'Iter\(train\) \[ *{i}/{ITERS}\]', log)
