@@ -10,6 +10,13 @@ _base_ = [
 ]
 custom_imports = dict(imports=['mmvrwkv'], allow_failed_imports=False)
 
+# PortableRunner: the same config trains data-parallel (gloo) and with --amp
+# (bfloat16) on CPU-only machines; RNGStateHook puts the random-number state
+# in checkpoints so --resume continues exactly; checkpoints are written to a
+# temporary name and renamed (docs/reliability.md).
+runner_type = 'PortableRunner'
+custom_hooks = [dict(type='RNGStateHook')]
+
 # ImageNet-1k VRWKV-T; override with
 #   --cfg-options model.backbone.init_cfg.checkpoint=PATH
 # (or model.backbone.init_cfg=None to train from scratch).
@@ -40,5 +47,7 @@ optim_wrapper = dict(
 
 # 8 GPUs x 2 images, as the paper; keep the last checkpoint and the best.
 default_hooks = dict(
-    checkpoint=dict(interval=1, max_keep_ckpts=2, save_best='coco/bbox_mAP'))
+    checkpoint=dict(
+        interval=1, max_keep_ckpts=2, save_best='coco/bbox_mAP',
+        backend_args=dict(backend='atomic_local')))
 auto_scale_lr = dict(enable=False, base_batch_size=16)

@@ -12,6 +12,13 @@ _base_ = [
 ]
 custom_imports = dict(imports=['mmvrwkv'], allow_failed_imports=False)
 
+# PortableRunner: the same config trains data-parallel (gloo) and with --amp
+# (bfloat16) on CPU-only machines; RNGStateHook puts the random-number state
+# in checkpoints so --resume continues exactly; checkpoints are written to a
+# temporary name and renamed (docs/reliability.md).
+runner_type = 'PortableRunner'
+custom_hooks = [dict(type='RNGStateHook')]
+
 pretrained = 'https://huggingface.co/OpenGVLab/Vision-RWKV/resolve/main/vrwkv_t_in1k_224.pth'  # noqa: E501
 
 crop_size = (512, 512)
@@ -54,4 +61,4 @@ train_dataloader = dict(batch_size=2)
 default_hooks = dict(
     checkpoint=dict(
         by_epoch=False, interval=16000, max_keep_ckpts=1,
-        save_best='mIoU'))
+        save_best='mIoU', backend_args=dict(backend='atomic_local')))

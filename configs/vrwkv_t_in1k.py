@@ -7,6 +7,13 @@ _base_ = [
 ]
 custom_imports = dict(imports=['mmvrwkv'], allow_failed_imports=False)
 
+# PortableRunner: the same config trains data-parallel (gloo) and with --amp
+# (bfloat16) on CPU-only machines; RNGStateHook puts the random-number state
+# in checkpoints so --resume continues exactly; checkpoints are written to a
+# temporary name and renamed (docs/reliability.md).
+runner_type = 'PortableRunner'
+custom_hooks = [dict(type='RNGStateHook')]
+
 model = dict(
     type='ImageClassifier',
     backbone=dict(type='VRWKV', arch='tiny', img_size=224, patch_size=16,
@@ -31,5 +38,7 @@ optim_wrapper = dict(
     # as the official mmcls 0.x recipe: only norms and biases skip decay
     paramwise_cfg=dict(flat_decay_mult=1.0))
 default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=2,
-                                     save_last=True))
+                                     save_last=True,
+                                     backend_args=dict(
+                                         backend='atomic_local')))
 auto_scale_lr = dict(base_batch_size=1024)

@@ -28,8 +28,11 @@ def _check_mmcv():
 if _has('mmengine') and _has('mmcv'):
     _check_mmcv()
     from . import engine, models  # noqa: F401,E402  registers them
-    from .utils import allow_mmengine_checkpoints, register_safe_loading
+    from .utils import (allow_mmengine_checkpoints, register_atomic_backend,
+                        register_safe_loading)
     allow_mmengine_checkpoints()
-    register_safe_loading()  # weights-only .pth and .safetensors everywhere
+    # weights-only .pth and .safetensors everywhere; unreadable files named
+    register_safe_loading()
+    register_atomic_backend()  # checkpoints written to a temp name, renamed
 
 __all__ = ['__version__']

@@ -93,6 +93,19 @@ def _dense_picture(inferencer, scope: str, image: str,
     return vis[0] if isinstance(vis, list) else vis
 
 
+def _quietly(inferencer, *args, **kwargs):
+    """Call an mmpretrain inferencer without its per-call progress bar
+    (drawn on stdout with no trailing newline, it would run into the paths
+    the CLI prints; det/seg inferencers are built with theirs off)."""
+    from mmpretrain.utils import progress
+    before = progress.disable_progress_bar
+    progress.disable_progress_bar = True
+    try:
+        return inferencer(*args, **kwargs)
+    finally:
+        progress.disable_progress_bar = before
+
+
 def inference(inputs: str,
               config: Union[str, Config],
               checkpoint: Optional[str],
@@ -119,7 +132,7 @@ def inference(inputs: str,
     written = []
     for image in images:
         if scope == 'mmpretrain':
-            pred = inferencer(image, return_datasamples=True)[0]
+            pred = _quietly(inferencer, image, return_datasamples=True)[0]
             rgb = _classification_picture(inferencer, image, pred)
         else:
             rgb = _dense_picture(inferencer, scope, image, score_thr)

@@ -1,4 +1,7 @@
 """Training-time components registered in mmengine's root registries."""
-from .optimizers import LayerDecayOptimWrapperConstructor
+from .hooks import RNGStateHook
+from .optimizers import CPUAmpOptimWrapper, LayerDecayOptimWrapperConstructor
+from .runner import PortableRunner
 
-__all__ = ['LayerDecayOptimWrapperConstructor']
+__all__ = ['LayerDecayOptimWrapperConstructor', 'CPUAmpOptimWrapper',
+           'PortableRunner', 'RNGStateHook']

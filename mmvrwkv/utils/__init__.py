@@ -1,8 +1,11 @@
+from .atomic_backend import (AtomicLocalBackend, atomic_write,
+                             register_atomic_backend)
 from .checkpoint import allow_mmengine_checkpoints
 from .safe_loading import (load_checkpoint_file, register_safe_loading,
                            save_safetensors)
 
 __all__ = [
     'allow_mmengine_checkpoints', 'load_checkpoint_file',
-    'register_safe_loading', 'save_safetensors'
+    'register_safe_loading', 'save_safetensors', 'AtomicLocalBackend',
+    'atomic_write', 'register_atomic_backend'
 ]

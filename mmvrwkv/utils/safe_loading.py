@@ -14,6 +14,7 @@ import json
 import os
 import os.path as osp
 import pickle
+import zipfile
 from typing import Optional
 from urllib.parse import urlparse
 
@@ -84,7 +85,8 @@ def load_checkpoint_file(filename: str, map_location=None) -> dict:
     Raises:
         FileNotFoundError: no such file.
         RuntimeError: the file holds pickled objects that weights-only
-            loading refuses (the message names them and the fix).
+            loading refuses, or is truncated or not a checkpoint (the
+            message names the file and the fix).
     """
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
@@ -95,14 +97,31 @@ def load_checkpoint_file(filename: str, map_location=None) -> dict:
     try:
         checkpoint = torch.load(filename, map_location=map_location,
                                 weights_only=True)
-    except pickle.UnpicklingError as err:
-        reason = str(err).strip().splitlines()[0]
+    except (RuntimeError, pickle.UnpicklingError, EOFError, KeyError,
+            zipfile.BadZipFile) as err:
+        message = str(err).strip()
+        reason = (message.splitlines() or [''])[0]
+        # A real checkpoint that stores other Python types; garbage bytes
+        # fail in the same unpickler with "Unsupported operand" instead.
+        refused = [line.strip() for line in message.splitlines()
+                   if 'Unsupported global' in line]
+        if refused:
+            reason = refused[0]
+            raise RuntimeError(
+                f'{filename} holds pickled Python objects beyond tensors and '
+                f'the types of mmengine checkpoints, so it is not loaded '
+                f'({reason}). mmvrwkv never runs code stored in a checkpoint.'
+                ' If you trust the file, keep only its weights: torch.save('
+                "torch.load(SRC, weights_only=False)['state_dict'], DST)"
+            ) from err
+        # torch's own messages ("failed finding central directory",
+        # "KeyError: 101") name neither the file nor the cause.
         raise RuntimeError(
-            f'{filename} holds pickled Python objects beyond tensors and the '
-            f'types of mmengine checkpoints, so it is not loaded ({reason}). '
-            'mmvrwkv never runs code stored in a checkpoint. If you trust '
-            'the file, keep only its weights: torch.save(torch.load(SRC, '
-            "weights_only=False)['state_dict'], DST)") from err
+            f'{filename} ({osp.getsize(filename)} bytes) is not a readable '
+            f'PyTorch checkpoint ({type(err).__name__}: {reason}). It is '
+            'truncated (an interrupted download or copy) or not a checkpoint '
+            'at all: download or copy it again, or point to another file.'
+        ) from err
     # Files of the InternImage-based code (VRWKV-L) may keep the weights
     # under 'model'; mmengine looks for 'state_dict' (init_cfg with prefix).
     if isinstance(checkpoint, dict) and 'state_dict' not in checkpoint \

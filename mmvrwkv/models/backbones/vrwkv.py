@@ -146,6 +146,7 @@ class VRWKV(BaseModule):
             stride=patch_size,
             bias=True)
         self.patch_size = patch_size
+        self.in_channels = in_channels
         self.patch_resolution = self.patch_embed.init_out_size
         num_patches = self.patch_resolution[0] * self.patch_resolution[1]
         self.pos_embed = nn.Parameter(
@@ -231,8 +232,12 @@ class VRWKV(BaseModule):
         side = math.isqrt(ckpt.shape[1])
         if side * side != ckpt.shape[1] or ckpt.shape[2] != self.embed_dims:
             raise ValueError(
-                f'cannot adapt {name} of shape {tuple(ckpt.shape)} to '
-                f'{tuple(self.pos_embed.shape)}: wrong preset?')
+                f'cannot load {name} of shape {tuple(ckpt.shape)} into '
+                f'{tuple(self.pos_embed.shape)}: the checkpoint has '
+                f'embed_dims={ckpt.shape[-1]}, this model '
+                f'{self.embed_dims}; it is for another arch preset (tiny '
+                '192, small 384, base 768, large 1024): use the checkpoint '
+                'of this arch or change arch')
         MMLogger.get_current_instance().info(
             f'Resize {name} from {side}x{side} to '
             f'{self.patch_resolution[0]}x{self.patch_resolution[1]}.')
@@ -279,6 +284,7 @@ class VRWKV(BaseModule):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """x: (B, in_channels, H, W) images of any size (padded to a multiple
         of the patch size). Returns one output per ``out_indices``."""
+        self._check_images(x, self.patch_size, 'one patch')
         B = x.shape[0]
         x, patch_resolution = self.patch_embed(x)
         x = x + resize_pos_embed(self.pos_embed, self.patch_resolution,
@@ -292,6 +298,35 @@ class VRWKV(BaseModule):
             if i in self.out_indices:
                 outs.append(self._format_output(x, patch_resolution, B))
         return tuple(outs)
+
+    def _check_images(self, x: torch.Tensor, min_size: int, what: str):
+        """Reject input that would fail deep inside the model or give
+        garbage: wrong shape or channel count, images smaller than
+        ``min_size`` (``what`` names it), NaN/Inf pixels."""
+        name = type(self).__name__
+        if x.dim() != 4:
+            raise ValueError(f'{name} expects images (B, C, H, W), got a '
+                             f'tensor of shape {tuple(x.shape)}')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'{name} expects {self.in_channels}-channel images, got '
+                f'{x.shape[1]} (shape {tuple(x.shape)}). Load images with '
+                "LoadImageFromFile (color_type='color', the default, turns "
+                'grayscale into 3 channels and drops alpha), or set '
+                f'in_channels={x.shape[1]}')
+        h, w = x.shape[-2:]
+        if h < min_size or w < min_size:
+            raise ValueError(
+                f'{name}: input {h}x{w} is smaller than {what} '
+                f'({min_size}x{min_size}); resize the images up (e.g. a '
+                'Resize in the data pipeline)')
+        if torch.jit.is_tracing():  # FLOP counting, export: no data checks
+            return
+        bad = (~torch.isfinite(x)).sum().item()
+        if bad:
+            raise ValueError(
+                f'{name}: the input images contain {bad} NaN/Inf values; '
+                'check the image files and the data_preprocessor mean/std')
 
     def _format_output(self, x, patch_resolution, B):
         if self.out_type == 'raw':

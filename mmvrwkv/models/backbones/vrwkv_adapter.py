@@ -232,14 +232,8 @@ class VRWKVAdapter(VRWKV):
                 for i, out in enumerate(outs)]
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4:
-            raise ValueError(f'expected images (B, C, H, W), got a tensor of '
-                             f'shape {tuple(x.shape)}')
+        self._check_images(x, self.size_divisor, 'the adapter minimum')
         h, w = x.shape[-2:]
-        if h < self.size_divisor or w < self.size_divisor:
-            raise ValueError(f'input {h}x{w} is smaller than the adapter '
-                             f'minimum of {self.size_divisor}x'
-                             f'{self.size_divisor}')
         pad_h, pad_w = -h % self.size_divisor, -w % self.size_divisor
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))

@@ -168,7 +168,7 @@ def test_pos_embed_resized_when_loading():
     state = copy.deepcopy(src.state_dict())
     dst.load_state_dict(state)
     assert dst.pos_embed.shape == (1, 16, 32)
-    with pytest.raises(ValueError, match='wrong preset'):
+    with pytest.raises(ValueError, match='another arch preset'):
         bad = dict(state, pos_embed=torch.zeros(1, 10, 32))
         dst.load_state_dict(bad)
 
