@@ -19,14 +19,10 @@ def data_root(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _one_thread(one_thread):
     # bfloat16 matmuls and convolutions have no native kernels on CPUs
-    # without AVX512-BF16 (3x slower than float32 here); two OpenMP threads
-    # on a busy 2-core machine made that far worse
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    # without AVX512-BF16 (3x slower than float32 here)
     yield
-    torch.set_num_threads(threads)
 
 
 def as_tools_train_amp(cfg):

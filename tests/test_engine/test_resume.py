@@ -45,14 +45,9 @@ def kill_after_first_checkpoint(cmd, work_dir, timeout=300):
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # One thread here and in the subprocesses (env() sets OMP_NUM_THREADS=1):
-    # the same reduction order everywhere, and no OpenMP spin-waiting on a
-    # busy machine (2 threads on 2 shared cores made some steps 100x slower)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
+    # one thread here and in the subprocesses (env() sets OMP_NUM_THREADS=1)
     yield
-    torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(False)
 
 
