@@ -55,7 +55,16 @@ class ChannelMix(nn.Module):
         """x: (B, N, C) -> (B, N, C)."""
         xk, xr = shift_and_mix(self, x, patch_resolution,
                                ('spatial_mix_k', 'spatial_mix_r'))
-        k = torch.square(torch.relu(self.key(xk)))
+        r = torch.sigmoid(self.receptance(xr))
+        k = self.key(xk)
+        # Dropping the inputs and, without autograd, squaring in place keep
+        # one hidden-width (4C) activation alive instead of three: the
+        # inference peak memory of the backbone.
+        del xk, xr
+        if k.requires_grad:
+            k = torch.square(torch.relu(k))
+        else:
+            k = torch.relu_(k).square_()
         if self.key_norm is not None:
             k = self.key_norm(k)
-        return torch.sigmoid(self.receptance(xr)) * self.value(k)
+        return r * self.value(k)

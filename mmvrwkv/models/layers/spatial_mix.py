@@ -75,6 +75,7 @@ class SpatialMix(nn.Module):
             ('spatial_mix_k', 'spatial_mix_v', 'spatial_mix_r'))
         k, v = self.key(xk), self.value(xv)
         sr = torch.sigmoid(self.receptance(xr))
+        del xk, xv, xr  # free them before the scan (inference peak memory)
         # Both decay and bonus are divided by the token count, as in the
         # official model (the paper's equation divides only the decay).
         y = bi_wkv(self.spatial_decay / T, self.spatial_first / T, k, v)

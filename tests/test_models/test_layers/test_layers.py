@@ -99,3 +99,17 @@ def test_spatial_mix_matches_official_formula():
                            v)
     want = att.output(r * att.key_norm(wkv))
     torch.testing.assert_close(att(x, (3, 4)), want)
+
+
+@pytest.mark.parametrize('key_norm', [False, True])
+def test_inference_path_equals_autograd_path(key_norm):
+    """Without autograd the mixes reuse buffers (lower peak memory); the
+    result must be the one the autograd path computes."""
+    x = torch.randn(2, 35, 16)
+    for layer in (ChannelMix(16, 4, 1, key_norm=key_norm),
+                  SpatialMix(16, 4, 1, key_norm=key_norm)):
+        with_grad = layer(x, (5, 7))
+        assert with_grad.requires_grad
+        with torch.no_grad():
+            torch.testing.assert_close(layer(x, (5, 7)), with_grad.detach(),
+                                       rtol=0, atol=0)
