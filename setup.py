@@ -36,8 +36,10 @@ def make_extension():
     srcs = ['cuda_ops/bi_wkv.cpp', 'cuda_ops/pybind.cpp'] + sorted(
         glob.glob('cuda_ops/cpu/*.cpp'))
     # -fno-trapping-math lets gcc if-convert the branch-free scan loops over
-    # channel lanes (we never rely on floating-point traps).
-    cxx = ['-O3', '-std=c++20', '-fno-trapping-math']
+    # channel lanes (we never rely on floating-point traps). -fopenmp: ATen's
+    # at::parallel_for is inline OpenMP in torch's headers and runs serially
+    # in code built without it.
+    cxx = ['-O3', '-std=c++20', '-fno-trapping-math', '-fopenmp']
     with_cuda = (torch.cuda.is_available() and CUDA_HOME is not None) or \
         os.getenv('FORCE_CUDA', '0') == '1'
     if with_cuda:
@@ -49,12 +51,14 @@ def make_extension():
             extra_compile_args={
                 'cxx': cxx,
                 'nvcc': ['-O3', '-std=c++20', '--expt-relaxed-constexpr'],
-            })
+            },
+            extra_link_args=['-fopenmp'])
     return CppExtension(
         'mmvrwkv._ext',
         srcs,
         include_dirs=[os.path.join(ROOT, 'cuda_ops', 'include')],
-        extra_compile_args={'cxx': cxx})
+        extra_compile_args={'cxx': cxx},
+        extra_link_args=['-fopenmp'])
 
 
 def build_config():

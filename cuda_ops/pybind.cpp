@@ -8,4 +8,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("w"), py::arg("u"), py::arg("k"), py::arg("v"), py::arg("gy"));
   m.def("has_cuda", &bi_wkv::has_cuda, "Whether the CUDA kernels were built");
   m.def("cpu_isa", &bi_wkv::cpu_isa, "Instruction set of the CPU kernels");
+  m.def("cpu_threads", &bi_wkv::cpu_threads,
+        "Threads the CPU kernels run on (at::parallel_for workers)");
 }

@@ -84,11 +84,11 @@ void scatter(const T_* src, T_* dst, const Block& blk, int64_t n) {
 // Runs fn(block, narrow, scratch) for every (batch, channel block) in
 // parallel; narrow = number of real channels when below kLanes, else 0.
 template <typename acc_t, typename Fn>
-void for_each_block(int64_t B, int64_t T, int64_t C, int64_t scratch_rows,
+void for_each_block(int64_t B, int64_t T, int64_t C, int64_t scratch_size,
                     const Fn& fn) {
   const int64_t nblocks = (C + kLanes - 1) / kLanes;
   at::parallel_for(0, B * nblocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> scratch(static_cast<size_t>(scratch_rows * T * kLanes));
+    std::vector<acc_t> scratch(static_cast<size_t>(scratch_size));
     for (int64_t i = begin; i < end; ++i) {
       const int64_t b = i / nblocks, c0 = (i % nblocks) * kLanes;
       const int64_t n = std::min(kLanes, C - c0);
@@ -114,6 +114,17 @@ struct Padded {
 
 std::string cpu_isa() { return use_avx2() ? "avx2" : "generic"; }
 
+int64_t cpu_threads() {
+  // at::parallel_for is inline OpenMP: without -fopenmp at build time it runs
+  // serially. Count the workers that take part in one.
+  std::vector<char> seen(static_cast<size_t>(at::get_num_threads()), 0);
+  at::parallel_for(0, 1 << 10, 1, [&](int64_t, int64_t) {
+    const int id = at::get_thread_num();
+    if (id >= 0 && id < static_cast<int>(seen.size())) seen[id] = 1;
+  });
+  return std::count(seen.begin(), seen.end(), 1);
+}
+
 
 at::Tensor forward_cpu(const at::Tensor& w, const at::Tensor& u,
                        const at::Tensor& k, const at::Tensor& v) {
@@ -129,7 +140,7 @@ at::Tensor forward_cpu(const at::Tensor& w, const at::Tensor& u,
         scalar_t* py = y.data_ptr<scalar_t>();
         const auto kern = kernels<scalar_t, acc_t>();
         for_each_block<acc_t>(
-            B, T, C, 3, [&](const Block& blk, int64_t narrow, acc_t* scratch) {
+            B, T, C, forward_scratch_size(T), [&](const Block& blk, int64_t narrow, acc_t* scratch) {
               if (!narrow) {
                 kern.forward(blk, pw + blk.c0, pu + blk.c0, pk, pv, py,
                              scratch);
@@ -171,7 +182,7 @@ std::vector<at::Tensor> backward_cpu(const at::Tensor& w, const at::Tensor& u,
         acc_t* pgu = gu_part.data_ptr<acc_t>();
         const auto kern = kernels<scalar_t, acc_t>();
         for_each_block<acc_t>(
-            B, T, C, 5, [&](const Block& blk, int64_t narrow, acc_t* scratch) {
+            B, T, C, backward_scratch_size(T), [&](const Block& blk, int64_t narrow, acc_t* scratch) {
               const int64_t o = blk.b * C + blk.c0;
               if (!narrow) {
                 kern.backward(blk, pw + blk.c0, pu + blk.c0, pk, pv, pg, pgk,

@@ -5,7 +5,10 @@
 // they vectorise. Blocks narrower than kLanes are padded by the caller.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "bi_wkv_cpu_block.h"
 #include "bi_wkv_scan.h"
@@ -13,42 +16,202 @@
 namespace bi_wkv {
 inline namespace BIWKV_ISA {
 
+// Fast forward for the parameters real models have (every lane of the block
+// with |w| <= kFastMaxDecay and |u| <= kFastMaxBonus; float accumulators).
+// Inside a chunk, keys are scaled by the chunk's largest key K, so a token
+// costs one exp and the scans are plain multiply-adds; over a chunk the decay
+// moves a term by at most e^{16}, so the largest term never under- or
+// overflows. The sums carried from chunk to chunk stay in log-sum-exp form
+// and are merged with each chunk's own sum, so a sum that is negligible now
+// but grows later (w < 0) is never lost. Outputs are formed in the scale S,
+// the largest of K and the two carried sums: S is reached by a term that
+// reaches every output of the chunk with a factor of at least e^{-20}, so
+// terms too small to represent relative to S are far below float precision.
+// The 1e-6 of the definition, which needs the per-token maximum, is left
+// out: it moves y by at most 1e-6 relative.
+constexpr float kFastMaxDecay = 16.0f / kChunk;
+constexpr float kFastMaxBonus = 20.0f;
+
+inline bool fast_forward_ok(const float* w, const float* u) {
+  bool ok = true;
+  for (int64_t l = 0; l < kLanes; ++l)
+    ok &= std::fabs(w[l]) <= kFastMaxDecay && std::fabs(u[l]) <= kFastMaxBonus;
+  return ok;
+}
+
+// Carried sum (num, den) * e^{m} <- itself decayed over n tokens plus the
+// chunk's own sum (inum, iden) * e^{im}.
+inline void carry(float* __restrict__ num, float* __restrict__ den,
+                  float* __restrict__ m, const float* __restrict__ inum,
+                  const float* __restrict__ iden, const float* __restrict__ im,
+                  const float* __restrict__ w, float n) {
+  for (int64_t l = 0; l < kLanes; ++l) {
+    Sum<float> s{num[l], den[l], m[l] - n * w[l]};
+    merge(s, Sum<float>{inum[l], iden[l], im[l]});
+    num[l] = s.num, den[l] = s.den, m[l] = s.m;
+  }
+}
+
+template <typename scalar_t>
+void forward_block_fast(const Block& blk, const float* __restrict__ w,
+                        const float* __restrict__ u,
+                        const scalar_t* __restrict__ k,
+                        const scalar_t* __restrict__ v,
+                        scalar_t* __restrict__ y, float* __restrict__ scratch) {
+  const int64_t T = blk.T, nchunks = (T + kChunk - 1) / kChunk;
+  constexpr int64_t CL = kChunk * kLanes;
+  float* __restrict__ bnum = scratch;  // carried right sums at chunk ends
+  float* __restrict__ bden = bnum + nchunks * kLanes;
+  float* __restrict__ bm = bden + nchunks * kLanes;
+  float* __restrict__ rnum = bm + nchunks * kLanes;  // a chunk's right sums
+  float* __restrict__ rden = rnum + CL;
+  float* __restrict__ ek = rden + CL;  // and its e^{k - K}
+  float ew[kLanes], eu[kLanes], K[kLanes], kf[kLanes], cr[kLanes], cl[kLanes];
+  float num[kLanes], den[kLanes], m[kLanes];     // carried sum
+  float inum[kLanes], iden[kLanes];              // the chunk's own sum
+  for (int64_t l = 0; l < kLanes; ++l) ew[l] = std::exp(-w[l]), eu[l] = std::exp(u[l]);
+  auto max_key = [&](int64_t t0, int64_t t1) {
+    for (int64_t l = 0; l < kLanes; ++l) K[l] = kEmpty;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t o = blk.at(t);
+      for (int64_t l = 0; l < kLanes; ++l) {
+        const float kk = k[o + l];
+        K[l] = kk > K[l] ? kk : K[l];
+      }
+    }
+  };
+
+  // Pass 1: right sums over i >= (c + 1) * kChunk, for every chunk c.
+  for (int64_t l = 0; l < kLanes; ++l) num[l] = 0, den[l] = 0, m[l] = kEmpty;
+  for (int64_t c = nchunks - 1; c >= 0; --c) {
+    const int64_t b = c * kLanes;
+    for (int64_t l = 0; l < kLanes; ++l)
+      bnum[b + l] = num[l], bden[b + l] = den[l], bm[b + l] = m[l];
+    if (c == 0) break;
+    const int64_t t0 = c * kChunk, t1 = std::min(T, t0 + kChunk);
+    max_key(t0, t1);
+    for (int64_t l = 0; l < kLanes; ++l) inum[l] = 0, iden[l] = 0;
+    for (int64_t t = t1 - 1; t >= t0; --t) {
+      const int64_t o = blk.at(t);
+      for (int64_t l = 0; l < kLanes; ++l) {
+        const float e = exp_nonpos(float(k[o + l]) - K[l]);
+        inum[l] = inum[l] * ew[l] + e * float(v[o + l]);
+        iden[l] = iden[l] * ew[l] + e;
+      }
+    }
+    carry(num, den, m, inum, iden, K, w, float(t1 - t0));
+  }
+  // Pass 2, chunk by chunk, carrying the left sum.
+  for (int64_t l = 0; l < kLanes; ++l) num[l] = 0, den[l] = 0, m[l] = kEmpty;
+  for (int64_t c = 0; c < nchunks; ++c) {
+    const int64_t t0 = c * kChunk, t1 = std::min(T, t0 + kChunk), b = c * kLanes;
+    max_key(t0, t1);
+    float rn[kLanes], rd[kLanes];
+    for (int64_t l = 0; l < kLanes; ++l) {
+      float S = K[l] > m[l] ? K[l] : m[l];
+      S = bm[b + l] > S ? bm[b + l] : S;
+      kf[l] = exp_nonpos(K[l] - S);
+      cl[l] = exp_nonpos(m[l] - S);
+      cr[l] = exp_nonpos(bm[b + l] - S);
+      rn[l] = bnum[b + l] * cr[l], rd[l] = bden[b + l] * cr[l];
+    }
+    // Right sums in the scale S, and e^{k - K}.
+    for (int64_t t = t1 - 1; t >= t0; --t) {
+      const int64_t o = blk.at(t), s = (t - t0) * kLanes;
+      for (int64_t l = 0; l < kLanes; ++l) {
+        const float e = exp_nonpos(float(k[o + l]) - K[l]), es = e * kf[l];
+        ek[s + l] = e, rnum[s + l] = rn[l], rden[s + l] = rd[l];
+        rn[l] = rn[l] * ew[l] + es * float(v[o + l]);
+        rd[l] = rd[l] * ew[l] + es;
+      }
+    }
+    // Left to right: the chunk's own left sum in the scale K, the carried
+    // one entering with the factor cl (scale S, decaying per token).
+    for (int64_t l = 0; l < kLanes; ++l) inum[l] = 0, iden[l] = 0;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t o = blk.at(t), s = (t - t0) * kLanes;
+      for (int64_t l = 0; l < kLanes; ++l) {
+        const float e = ek[s + l], vv = v[o + l], self = eu[l] * e;
+        const float yn = (inum[l] + self * vv) * kf[l] + num[l] * cl[l] + rnum[s + l];
+        const float yd = (iden[l] + self) * kf[l] + den[l] * cl[l] + rden[s + l];
+        y[o + l] = static_cast<scalar_t>(yn / yd);
+        inum[l] = inum[l] * ew[l] + e * vv;
+        iden[l] = iden[l] * ew[l] + e;
+        cl[l] *= ew[l];
+      }
+    }
+    carry(num, den, m, inum, iden, K, w, float(t1 - t0));
+  }
+}
+
+// Forward in two passes, in log-sum-exp form (any w, u, k; also the double
+// build). Pass 1 walks right to left and keeps only the right
+// sum at each chunk boundary. Pass 2 walks the chunks left to right: it
+// rebuilds the chunk's right sums from its boundary (k and v of the chunk are
+// then still in cache), and combines them with the running left sum. Holding
+// every right sum instead would move 3 accumulators per token through memory,
+// twice the traffic of k, v and y together.
 template <typename scalar_t, typename acc_t>
 void forward_block(const Block& blk, const acc_t* __restrict__ w,
                    const acc_t* __restrict__ u, const scalar_t* __restrict__ k,
                    const scalar_t* __restrict__ v, scalar_t* __restrict__ y,
                    acc_t* __restrict__ scratch) {
-  const int64_t T = blk.T;
-  acc_t* __restrict__ rnum = scratch;
-  acc_t* __restrict__ rden = scratch + T * kLanes;
-  acc_t* __restrict__ rm = scratch + 2 * T * kLanes;
-  acc_t num[kLanes], den[kLanes], m[kLanes];
+  if constexpr (std::is_same_v<acc_t, float>) {
+    if (fast_forward_ok(w, u)) return forward_block_fast(blk, w, u, k, v, y, scratch);
+  }
+  const int64_t T = blk.T, nchunks = (T + kChunk - 1) / kChunk;
+  constexpr int64_t CL = kChunk * kLanes;
+  acc_t* __restrict__ bnum = scratch;  // right sums at chunk ends
+  acc_t* __restrict__ bden = bnum + nchunks * kLanes;
+  acc_t* __restrict__ bm = bden + nchunks * kLanes;
+  acc_t* __restrict__ rnum = bm + nchunks * kLanes;  // one chunk's right sums
+  acc_t* __restrict__ rden = rnum + CL;
+  acc_t* __restrict__ rm = rden + CL;
+  acc_t num[kLanes], den[kLanes], m[kLanes];     // a right sum
+  acc_t lnum[kLanes], lden[kLanes], lm[kLanes];  // the left sum
 
-  // Right-to-left: the sum over i > t, stored for every t.
+  // Pass 1: right sums over i >= (c + 1) * kChunk, for every chunk c.
   for (int64_t l = 0; l < kLanes; ++l) num[l] = 0, den[l] = 0, m[l] = acc_t(kEmpty);
-  for (int64_t t = T - 1; t >= 0; --t) {
-    const int64_t o = blk.at(t), s = t * kLanes;
-    for (int64_t l = 0; l < kLanes; ++l) {
-      rnum[s + l] = num[l];
-      rden[s + l] = den[l];
-      rm[s + l] = m[l];
-      Sum<acc_t> st{num[l], den[l], m[l]};
-      step(st, w[l], acc_t(k[o + l]), acc_t(v[o + l]));
-      num[l] = st.num, den[l] = st.den, m[l] = st.m;
+  for (int64_t c = nchunks - 1; c >= 0; --c) {
+    const int64_t b = c * kLanes;
+    for (int64_t l = 0; l < kLanes; ++l)
+      bnum[b + l] = num[l], bden[b + l] = den[l], bm[b + l] = m[l];
+    const int64_t t0 = c > 0 ? c * kChunk : T;  // chunk 0 needs no scan
+    for (int64_t t = std::min(T, t0 + kChunk) - 1; t >= t0; --t) {
+      const int64_t o = blk.at(t);
+      for (int64_t l = 0; l < kLanes; ++l) {
+        Sum<acc_t> st{num[l], den[l], m[l]};
+        step(st, w[l], acc_t(k[o + l]), acc_t(v[o + l]));
+        num[l] = st.num, den[l] = st.den, m[l] = st.m;
+      }
     }
   }
-  // Left-to-right: the sum over i < t, combined with the stored right sum.
-  for (int64_t l = 0; l < kLanes; ++l) num[l] = 0, den[l] = 0, m[l] = acc_t(kEmpty);
-  for (int64_t t = 0; t < T; ++t) {
-    const int64_t o = blk.at(t), s = t * kLanes;
-    for (int64_t l = 0; l < kLanes; ++l) {
-      const acc_t kk = k[o + l], vv = v[o + l];
-      const Combined<acc_t> c = combine(num[l], den[l], m[l], rnum[s + l],
-                                        rden[s + l], rm[s + l], u[l], kk, vv);
-      y[o + l] = static_cast<scalar_t>(c.y);
-      Sum<acc_t> st{num[l], den[l], m[l]};
-      step(st, w[l], kk, vv);
-      num[l] = st.num, den[l] = st.den, m[l] = st.m;
+  // Pass 2, chunk by chunk.
+  for (int64_t l = 0; l < kLanes; ++l) lnum[l] = 0, lden[l] = 0, lm[l] = acc_t(kEmpty);
+  for (int64_t c = 0; c < nchunks; ++c) {
+    const int64_t t0 = c * kChunk, t1 = std::min(T, t0 + kChunk), b = c * kLanes;
+    for (int64_t l = 0; l < kLanes; ++l)
+      num[l] = bnum[b + l], den[l] = bden[b + l], m[l] = bm[b + l];
+    for (int64_t t = t1 - 1; t >= t0; --t) {
+      const int64_t o = blk.at(t), s = (t - t0) * kLanes;
+      for (int64_t l = 0; l < kLanes; ++l) {
+        rnum[s + l] = num[l], rden[s + l] = den[l], rm[s + l] = m[l];
+        Sum<acc_t> st{num[l], den[l], m[l]};
+        step(st, w[l], acc_t(k[o + l]), acc_t(v[o + l]));
+        num[l] = st.num, den[l] = st.den, m[l] = st.m;
+      }
+    }
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t o = blk.at(t), s = (t - t0) * kLanes;
+      for (int64_t l = 0; l < kLanes; ++l) {
+        const acc_t kk = k[o + l], vv = v[o + l];
+        const Combined<acc_t> cb = combine(lnum[l], lden[l], lm[l], rnum[s + l],
+                                           rden[s + l], rm[s + l], u[l], kk, vv);
+        y[o + l] = static_cast<scalar_t>(cb.y);
+        Sum<acc_t> st{lnum[l], lden[l], lm[l]};
+        step(st, w[l], kk, vv);
+        lnum[l] = st.num, lden[l] = st.den, lm[l] = st.m;
+      }
     }
   }
 }

@@ -19,6 +19,9 @@ std::vector<at::Tensor> backward(const at::Tensor& w, const at::Tensor& u,
 bool has_cuda();
 // Instruction set of the CPU kernels in use: "avx2" or "generic".
 std::string cpu_isa();
+// Number of threads a parallel CPU kernel actually runs on (1 if the
+// extension was built without OpenMP, whatever torch.get_num_threads() says).
+int64_t cpu_threads();
 
 at::Tensor forward_cpu(const at::Tensor& w, const at::Tensor& u,
                        const at::Tensor& k, const at::Tensor& v);

@@ -47,16 +47,14 @@ BIWKV_HD float exp_nonpos(float x) {
 #if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__)
   return __expf(x);
 #else
-  // 2^t with t = x*log2(e), split as t = n + f with n = round(t), f in [-0.5, 0.5].
-  x = x < -87.0f ? -87.0f : x;
-  const float t = x * 1.44269504088896341f;
-  const float th = t + 0.5f;
-  int n = static_cast<int>(th);  // truncation toward zero; floor below
-  float fn = static_cast<float>(n);
-  const int adjust = fn > th ? 1 : 0;
-  n -= adjust;
-  fn -= static_cast<float>(adjust);
-  const float f = t - fn;
+  // 2^t with t = x*log2(e), split as t = n + f with n = round(t) and
+  // f in [-0.5, 0.5]. Adding 1.5 * 2^23 rounds t to the nearest integer and
+  // leaves n in the low mantissa bits of r, so (bits(r) + 127) << 23 is 2^n.
+  constexpr float kRound = 12582912.0f;
+  constexpr float kLog2e = 1.44269504088896341f;
+  x = x < -87.0f ? -87.0f : x;  // keeps 2^n a normal float
+  const float r = x * kLog2e + kRound;
+  const float f = x * kLog2e - (r - kRound);
   // Cephes exp2f polynomial for 2^f on [-0.5, 0.5], relative error ~2e-7.
   float p = 1.535336188319500e-4f;
   p = p * f + 1.339887440266574e-3f;
@@ -66,19 +64,28 @@ BIWKV_HD float exp_nonpos(float x) {
   p = p * f + 6.931472028550421e-1f;
   p = p * f + 1.0f;
   union {
-    int i;
     float f;
+    unsigned int i;
   } bits;
-  bits.i = (n + 127) << 23;
+  bits.f = r;
+  bits.i = (bits.i + 127u) << 23;
   return p * bits.f;
 #endif
 }
 
 BIWKV_HD double exp_nonpos(double x) { return exp(x); }
 
+// Rescales two terms e^{x} and e^{y} to their common maximum exponent mx:
+// a = e^{x - mx}, b = e^{y - mx}. The larger side gets exactly 1, so this
+// costs a single exp (of -|y - x|).
 template <typename T>
-BIWKV_HD T max_(T a, T b) {
-  return a > b ? a : b;
+BIWKV_HD void rescale(T x, T y, T& a, T& b, T& mx) {
+  mx = x > y ? x : y;
+  const T lo = x > y ? y : x;
+  const T e = exp_nonpos(lo - mx);
+  // e^z >= 1 + z: the larger side gets max(e, 1) = 1, the other e.
+  a = e > x - mx + T(1) ? e : x - mx + T(1);
+  b = e > y - mx + T(1) ? e : y - mx + T(1);
 }
 
 // Value = (num, den) * e^{m}.
@@ -106,13 +113,10 @@ BIWKV_HD Moments<T> empty_moments() {
 // s <- e^{-w} s + e^{k} (xnum, xden): one step of a one-sided scan.
 template <typename T>
 BIWKV_HD void step(Sum<T>& s, T w, T k, T xnum, T xden) {
-  const T mo = s.m - w;
-  const T mn = max_(mo, k);
-  const T a = exp_nonpos(mo - mn);
-  const T b = exp_nonpos(k - mn);
+  T a, b;
+  rescale(s.m - w, k, a, b, s.m);
   s.num = s.num * a + b * xnum;
   s.den = s.den * a + b * xden;
-  s.m = mn;
 }
 
 // s <- e^{-w} s + e^{k} (x, 1).
@@ -124,41 +128,34 @@ BIWKV_HD void step(Sum<T>& s, T w, T k, T x) {
 // Same step with moments: every earlier term moves one token further away.
 template <typename T>
 BIWKV_HD void step(Moments<T>& s, T w, T k, T x) {
-  const T mo = s.m - w;
-  const T mn = max_(mo, k);
-  const T a = exp_nonpos(mo - mn);
-  const T b = exp_nonpos(k - mn);
+  T a, b;
+  rescale(s.m - w, k, a, b, s.m);
   s.qnum = (s.qnum + s.num) * a;
   s.qden = (s.qden + s.den) * a;
   s.num = s.num * a + b * x;
   s.den = s.den * a + b;
-  s.m = mn;
 }
 
 // s <- s + e^{e} (xnum, xden): adds one term without decay (used to summarise
 // a chunk of tokens in the CUDA kernel).
 template <typename T>
 BIWKV_HD void add(Sum<T>& s, T e, T xnum, T xden) {
-  const T mn = max_(s.m, e);
-  const T a = exp_nonpos(s.m - mn);
-  const T b = exp_nonpos(e - mn);
+  T a, b;
+  rescale(s.m, e, a, b, s.m);
   s.num = s.num * a + b * xnum;
   s.den = s.den * a + b * xden;
-  s.m = mn;
 }
 
 // Same with moment weight dist, for (x, 1).
 
 template <typename T>
 BIWKV_HD void add(Moments<T>& s, T e, T x, T dist) {
-  const T mn = max_(s.m, e);
-  const T a = exp_nonpos(s.m - mn);
-  const T b = exp_nonpos(e - mn);
+  T a, b;
+  rescale(s.m, e, a, b, s.m);
   s.num = s.num * a + b * x;
   s.den = s.den * a + b;
   s.qnum = s.qnum * a + dist * b * x;
   s.qden = s.qden * a + dist * b;
-  s.m = mn;
 }
 
 // Move every term of s n tokens further away: multiply by e^{-n w}.
@@ -177,24 +174,20 @@ BIWKV_HD void decay(Moments<T>& s, T w, T n) {
 // s <- s + o.
 template <typename T>
 BIWKV_HD void merge(Sum<T>& s, const Sum<T>& o) {
-  const T mn = max_(s.m, o.m);
-  const T a = exp_nonpos(s.m - mn);
-  const T b = exp_nonpos(o.m - mn);
+  T a, b;
+  rescale(s.m, o.m, a, b, s.m);
   s.num = s.num * a + o.num * b;
   s.den = s.den * a + o.den * b;
-  s.m = mn;
 }
 
 template <typename T>
 BIWKV_HD void merge(Moments<T>& s, const Moments<T>& o) {
-  const T mn = max_(s.m, o.m);
-  const T a = exp_nonpos(s.m - mn);
-  const T b = exp_nonpos(o.m - mn);
+  T a, b;
+  rescale(s.m, o.m, a, b, s.m);
   s.num = s.num * a + o.num * b;
   s.den = s.den * a + o.den * b;
   s.qnum = s.qnum * a + o.qnum * b;
   s.qden = s.qden * a + o.qden * b;
-  s.m = mn;
 }
 
 // Result of combining the left sum, the right sum and the token itself.
@@ -211,11 +204,12 @@ template <typename T>
 BIWKV_HD Combined<T> combine(T lnum, T lden, T lm, T rnum, T rden, T rm, T u,
                              T k, T v) {
   Combined<T> c;
-  const T s = u + k;
-  c.m = max_(max_(lm, rm), s);
-  c.el = exp_nonpos(lm - c.m);
-  c.er = exp_nonpos(rm - c.m);
-  c.es = exp_nonpos(s - c.m);
+  // Two single-exp rescales: left with right, then with the token itself.
+  T lr, c_lr;
+  rescale(lm, rm, c.el, c.er, lr);
+  rescale(lr, u + k, c_lr, c.es, c.m);
+  c.el *= c_lr;
+  c.er *= c_lr;
   c.inv = T(1) / (lden * c.el + rden * c.er + c.es + T(kEps));
   c.y = (lnum * c.el + rnum * c.er + c.es * v) * c.inv;
   return c;

@@ -6,7 +6,8 @@ returning ``None`` and the reason in ``load_error()``.
 import importlib
 from typing import Optional
 
-_FUNCTIONS = ('bi_wkv_forward', 'bi_wkv_backward', 'has_cuda', 'cpu_isa')
+_FUNCTIONS = ('bi_wkv_forward', 'bi_wkv_backward', 'has_cuda', 'cpu_isa',
+              'cpu_threads')
 _ext = None
 _error: Optional[str] = None
 _loaded = False

@@ -67,6 +67,44 @@ def test_extreme_decay(device):
 
 
 @needs_ext
+@pytest.mark.parametrize('case', ['peaks', 'rising-with-growth', 'bonus'])
+def test_cpu_fast_forward_across_chunks(case):
+    """The float CPU forward for model-like parameters (|w| <= 0.25,
+    |u| <= 20) scales each 64-token chunk by one exponent. Here the sums
+    entering consecutive chunks differ by far more than the float range."""
+    T, C = 700, 16
+    g = torch.Generator().manual_seed(0)
+    k = torch.randn(1, T, C, generator=g, dtype=torch.float64) * 3
+    v = torch.randn(1, T, C, generator=g, dtype=torch.float64)
+    w = torch.full((C,), 0.25, dtype=torch.float64)
+    u = torch.zeros(C, dtype=torch.float64)
+    if case == 'peaks':  # dominate ~360 tokens each way, then fade out
+        k[0, 5] += 100
+        k[0, T - 5] += 100
+    elif case == 'rising-with-growth':
+        k += torch.linspace(-500, 500, T, dtype=torch.float64)[None, :, None]
+        w = -w
+    else:
+        u = torch.linspace(-20, 20, C, dtype=torch.float64)
+        k[0, ::37] += 200
+    y = bi_wkv(*(x.float() for x in (w, u, k, v)), backend='compiled')
+    assert_rel_close(y, naive_bi_wkv(w, u, k, v), 1e-5)
+
+
+@needs_ext
+def test_cpu_kernels_run_in_parallel():
+    # at::parallel_for is inline OpenMP: a build without -fopenmp runs the
+    # kernels on one thread whatever torch.get_num_threads() says.
+    ext = ext_loader.load_ext()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert ext.cpu_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
+@needs_ext
 @pytest.mark.parametrize('shape', [(1, 1, 2), (2, 5, 3), (1, 19, 17)],
                          ids=lambda s: 'B{}-T{}-C{}'.format(*s))
 def test_gradcheck_cpu(shape):
