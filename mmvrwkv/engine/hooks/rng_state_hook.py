@@ -3,10 +3,13 @@ import random
 
 import numpy as np
 import torch
+from mmengine.dist import all_gather_object, get_dist_info
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
 KEY = 'rng_state'
+# every rank's state, in rank order, in checkpoints of data-parallel runs
+RANKS_KEY = 'rng_state_ranks'
 
 
 def get_rng_state() -> dict:
@@ -64,9 +67,14 @@ class RNGStateHook(Hook):
     iteration, but not the generators' state: after ``--resume`` training
     continues from the seed's initial state instead.
 
-    In data-parallel runs only rank 0 writes checkpoints, so only rank 0's
-    state is restored; the other ranks continue from their seed's state
-    (see docs/reliability.md).
+    Data-parallel runs: only rank 0 writes the checkpoint
+    (``Runner.save_checkpoint`` is ``master_only``), but every rank calls
+    it, so the hook wraps that call to gather all ranks' states into rank
+    0 first (one ``all_gather_object`` per checkpoint, none per
+    iteration). The checkpoint keeps rank 0's state under ``rng_state`` and
+    the list under ``rng_state_ranks``; on resume each rank takes its own.
+    Resumed with another number of processes, rank 0 restores its state
+    and the other ranks continue from their seed, with a warning.
 
     The state is restored where the uninterrupted run would draw its next
     random number: before the first epoch after resuming (epoch-based
@@ -77,9 +85,28 @@ class RNGStateHook(Hook):
 
     def __init__(self):
         self._pending = None
+        self._gathered = None
+
+    def before_run(self, runner) -> None:
+        _, world_size = get_dist_info()
+        if world_size == 1:
+            return
+        save = runner.save_checkpoint
+
+        def gather_then_save(*args, **kwargs):
+            # a collective: every rank is here, before rank 0 writes
+            self._gathered = all_gather_object(get_rng_state())
+            try:
+                return save(*args, **kwargs)
+            finally:
+                self._gathered = None
+
+        runner.save_checkpoint = gather_then_save
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint[KEY] = get_rng_state()
+        if self._gathered is not None:
+            checkpoint[RANKS_KEY] = self._gathered
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         if KEY not in checkpoint:
@@ -88,8 +115,21 @@ class RNGStateHook(Hook):
                 'saved with RNGStateHook); training continues from the '
                 "seed's state, so it will not match an uninterrupted run")
             return
-        if runner.rank == 0:
+        rank, world_size = get_dist_info()
+        ranks = checkpoint.get(RANKS_KEY)
+        if world_size == 1 and ranks is None:
             self._pending = checkpoint[KEY]
+        elif ranks is not None and len(ranks) == world_size:
+            self._pending = ranks[rank]
+        else:
+            saved = 1 if ranks is None else len(ranks)
+            runner.logger.warning(
+                f'the checkpoint holds the random-number state of {saved} '
+                f'process(es), this run has {world_size}: rank 0 restores '
+                "its state, the other ranks continue from their seed's "
+                'state, so the run will not match an uninterrupted one')
+            if rank == 0:
+                self._pending = checkpoint[KEY]
 
     def before_train_epoch(self, runner) -> None:
         if self._pending is None:
