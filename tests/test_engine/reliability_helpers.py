@@ -88,11 +88,14 @@ def dump(cfg, path):
     return path
 
 
-def env():
-    """Subprocess environment that imports this checkout's mmvrwkv."""
+def env(bin_dir=None):
+    """Subprocess environment that imports this checkout's mmvrwkv (and
+    finds the programs in ``bin_dir`` first)."""
     out = dict(os.environ)
     out['PYTHONPATH'] = ROOT + os.pathsep + out.get('PYTHONPATH', '')
     out['OMP_NUM_THREADS'] = '1'
+    if bin_dir:
+        out['PATH'] = str(bin_dir) + os.pathsep + out.get('PATH', '')
     return out
 
 
@@ -100,9 +103,9 @@ def train_cmd(cfg_path, *args):
     return [sys.executable, MMSEG_TRAIN, cfg_path, *args]
 
 
-def run(cmd, timeout=600):
-    proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True,
-                          text=True, timeout=timeout)
+def run(cmd, timeout=600, bin_dir=None):
+    proc = subprocess.run(cmd, cwd=ROOT, env=env(bin_dir),
+                          capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return proc.stdout + proc.stderr
 

@@ -1,9 +1,10 @@
-"""Data-parallel training on the CPU through the ordinary OpenMMLab path:
-`mim train mmsegmentation CONFIG --launcher pytorch --gpus 2` (gloo), with
-SyncBN in the adapter and heads, against one process on the same global
-batch."""
+"""Data-parallel training on the CPU through the ordinary OpenMMLab paths:
+`mim train mmsegmentation CONFIG --launcher pytorch --gpus 2` and
+`--launcher slurm` (gloo), with SyncBN in the adapter and heads, against one
+process on the same global batch."""
 import glob
 import os
+import stat
 
 import pytest
 import torch
@@ -35,8 +36,56 @@ def full_batch_loss(cfg, ckpt):
     return sum(v for k, v in losses.items() if 'loss' in k).item()
 
 
+# Stand-ins for slurm's srun and scontrol on this one machine: srun starts
+# --ntasks copies of the command with the variables a real srun gives each
+# task (mim passes MASTER_PORT); scontrol lists the node names.
+FAKE_SRUN = """#!/usr/bin/env bash
+ntasks=1
+while [[ $# -gt 0 && $1 == -* ]]; do
+    case $1 in
+        --ntasks=*) ntasks=${1#*=} ;;
+        -p|-J|-n|-N) shift ;;
+    esac
+    shift
+done
+pids=()
+for ((i = 0; i < ntasks; i++)); do
+    SLURM_PROCID=$i SLURM_LOCALID=$i SLURM_NTASKS=$ntasks \\
+        SLURM_NODELIST=localhost "$@" &
+    pids+=($!)
+done
+rc=0
+for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+exit $rc
+"""
+FAKE_SCONTROL = """#!/usr/bin/env bash
+[ "$1 $2" = "show hostnames" ] && echo "$3" | tr ',' '\\n'
+"""
+
+
+def slurm_bin(tmp_path):
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    for name, text in (('srun', FAKE_SRUN), ('scontrol', FAKE_SCONTROL)):
+        path = bin_dir / name
+        path.write_text(text)
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return bin_dir
+
+
+def launch(launcher, cfg_path, tmp_path):
+    """`mim train` with 2 processes through ``launcher``."""
+    cmd = [mim_exe(), 'train', 'mmsegmentation', cfg_path, '--launcher',
+           launcher, '--gpus', '2', '--port', str(free_port())]
+    if launcher == 'pytorch':
+        return run(cmd)
+    return run(cmd + ['--gpus-per-node', '2', '--partition', 'cpu'],
+               bin_dir=slurm_bin(tmp_path))
+
+
 @pytest.mark.slow
-def test_two_process_gloo_matches_single_process(tmp_path):
+@pytest.mark.parametrize('launcher', ['pytorch', 'slurm'])
+def test_two_process_gloo_matches_single_process(tmp_path, launcher):
     data = make_data(str(tmp_path / 'data'), train=8, val=2, size=64)
     single = tiny_seg_config(data, str(tmp_path / 'single'),
                              max_iters=ITERS, batch_size=4)
@@ -44,11 +93,10 @@ def test_two_process_gloo_matches_single_process(tmp_path):
                           batch_size=2)
     # the reference in this process (a subprocess costs ~10 s of imports)
     build_runner(single.copy()).train()
-    # mim runs torch.distributed.launch with 2 processes; PortableRunner
-    # sets up gloo (no GPU) and converts SyncBN to CPUSyncBatchNorm
-    out = run([mim_exe(), 'train', 'mmsegmentation',
-               dump(ddp, str(tmp_path / 'ddp.py')), '--launcher', 'pytorch',
-               '--gpus', '2', '--port', str(free_port())])
+    # mim runs torch.distributed.launch or srun with 2 processes;
+    # PortableRunner sets up gloo (no GPU) and converts SyncBN to
+    # CPUSyncBatchNorm
+    out = launch(launcher, dump(ddp, str(tmp_path / 'ddp.py')), tmp_path)
     assert "'backend': 'gloo'" in out or 'backend=\'gloo\'' in out
 
     # both ranks exited 0 (the launcher fails otherwise); rank 0 alone wrote
@@ -75,3 +123,20 @@ def test_two_process_gloo_matches_single_process(tmp_path):
                                   f'iter_{ITERS}.pth')
     loss_ddp = full_batch_loss(single, tmp_path / 'ddp' / f'iter_{ITERS}.pth')
     assert abs(loss_single - loss_ddp) < 1e-5 * abs(loss_single)
+
+
+def test_slurm_launcher_errors_name_what_is_missing(monkeypatch, tmp_path):
+    from mmvrwkv.engine.runner.portable_runner import _torch_env_from_slurm
+    for name in ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST',
+                 'MASTER_ADDR'):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv('SLURM_PROCID', '0')
+    with pytest.raises(RuntimeError,
+                       match='missing: SLURM_NTASKS, SLURM_NODELIST.*srun'):
+        _torch_env_from_slurm()
+    monkeypatch.setenv('SLURM_NTASKS', '2')
+    monkeypatch.setenv('SLURM_NODELIST', 'node[1-2]')
+    monkeypatch.setenv('PATH', str(tmp_path))  # no scontrol here
+    with pytest.raises(RuntimeError,
+                       match='scontrol is not on PATH.*set MASTER_ADDR'):
+        _torch_env_from_slurm()

@@ -2,6 +2,8 @@
 CPU-only machines."""
 import copy
 import json
+import os
+import subprocess
 
 import torch
 import torch.distributed as dist
@@ -26,9 +28,12 @@ class PortableRunner(Runner):
     on CPU-only machines. On a GPU it is the plain Runner. On the CPU:
 
     - ``--launcher pytorch`` (``torchrun``, ``mim train --launcher pytorch
-      --gpus N``) initialises a gloo process group instead of calling
+      --gpus N``) and ``--launcher slurm`` (``srun``, ``mim train
+      --launcher slurm``) initialise a gloo process group instead of calling
       ``torch.cuda.set_device`` (mmengine's ``init_dist`` does, and fails
-      without a GPU). ``env_cfg.dist_cfg.backend`` is used as given;
+      without a GPU). For slurm, rank, world size and master address come
+      from the variables srun sets, as in mmengine.
+      ``env_cfg.dist_cfg.backend`` is used as given;
       ``nccl`` (the mm default) needs GPUs, so it is replaced by gloo with a
       warning. Other ``dist_cfg`` keys (e.g. ``timeout``) are passed on.
     - the model is wrapped in DDP without ``device_ids`` (a CPU module
@@ -50,9 +55,13 @@ class PortableRunner(Runner):
     """
 
     def setup_env(self, env_cfg: dict) -> None:
-        if self._launcher == 'pytorch' and _on_cpu() and \
+        if self._launcher in ('pytorch', 'slurm') and _on_cpu() and \
                 not is_distributed():
-            self._init_cpu_process_group(env_cfg.get('dist_cfg', {}))
+            dist_cfg = copy.deepcopy(dict(env_cfg.get('dist_cfg', {})))
+            port = dist_cfg.pop('port', None)
+            if self._launcher == 'slurm':
+                _torch_env_from_slurm(port)
+            self._init_cpu_process_group(dist_cfg)
         # with a process group in place, mmengine skips its init_dist
         super().setup_env(env_cfg)
 
@@ -109,6 +118,40 @@ class PortableRunner(Runner):
             dataloader['dataset'] = build_dataset_checked(
                 dataloader['dataset'])
         return Runner.build_dataloader(dataloader, seed, diff_rank_seed)
+
+
+def _torch_env_from_slurm(port=None) -> None:
+    """Set the variables torch's ``env://`` rendezvous reads (RANK,
+    WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) from those srun sets,
+    as mmengine's slurm initialisation does (MASTER_ADDR and MASTER_PORT
+    are kept if given; the address is otherwise the first host of the job,
+    the port ``port`` or 29500)."""
+    env = os.environ
+    missing = [name for name in ('SLURM_PROCID', 'SLURM_NTASKS',
+                                 'SLURM_NODELIST') if name not in env]
+    if missing:
+        raise RuntimeError(
+            f"--launcher slurm needs the variables srun sets; missing: "
+            f"{', '.join(missing)}. Start training with srun or with "
+            "'mim train ... --launcher slurm'")
+    if 'MASTER_ADDR' not in env:
+        command = ['scontrol', 'show', 'hostnames', env['SLURM_NODELIST']]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True)
+            hosts, why = result.stdout.split(), result.stderr.strip()
+        except FileNotFoundError:
+            hosts, why = [], 'scontrol is not on PATH'
+        if not hosts:
+            raise RuntimeError(
+                f"could not find the job's first host with "
+                f"'{' '.join(command)}' ({why}); set MASTER_ADDR")
+        env['MASTER_ADDR'] = hosts[0]
+    if port is not None:
+        env['MASTER_PORT'] = str(port)
+    env.setdefault('MASTER_PORT', '29500')
+    env['RANK'] = env['SLURM_PROCID']
+    env['WORLD_SIZE'] = env['SLURM_NTASKS']
+    env['LOCAL_RANK'] = env.get('SLURM_LOCALID', '0')
 
 
 def build_dataset_checked(cfg: dict):
