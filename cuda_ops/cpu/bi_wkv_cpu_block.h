@@ -16,11 +16,11 @@ struct Block {
   int64_t at(int64_t t) const { return (b * T + t) * C + c0; }
 };
 
-// Scratch accumulators per task: the forward keeps the right sums at every
-// chunk boundary and one chunk's right sums; the backward keeps five rows
-// per token.
+// Scratch accumulators per task: the forward keeps the right sums and the
+// largest key of every chunk, and one chunk's right sums and e^{k - K}; the
+// backward keeps five rows per token.
 inline int64_t forward_scratch_size(int64_t T) {
-  return 3 * ((T + kChunk - 1) / kChunk + kChunk) * kLanes;
+  return (4 * ((T + kChunk - 1) / kChunk) + 3 * kChunk) * kLanes;
 }
 inline int64_t backward_scratch_size(int64_t T) { return 5 * T * kLanes; }
 

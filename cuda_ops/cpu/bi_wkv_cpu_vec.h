@@ -1,0 +1,71 @@
+// Fixed-width float vectors (GCC/Clang vector extensions) for the CPU kernels'
+// per-token loops: a task's kLanes channels are kVecs vectors kept in
+// registers across tokens. Each ISA build lowers them to its own instructions
+// (two SSE registers per vector in the baseline build, one AVX register in the
+// AVX2 build).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "bi_wkv_cpu_block.h"
+#include "bi_wkv_scan.h"
+
+namespace bi_wkv {
+inline namespace BIWKV_ISA {
+
+constexpr int64_t kVecWidth = 8;
+constexpr int64_t kVecs = kLanes / kVecWidth;
+static_assert(kLanes % kVecWidth == 0, "kLanes must be a multiple of 8");
+typedef float vfloat __attribute__((vector_size(kVecWidth * sizeof(float))));
+typedef uint32_t vuint __attribute__((vector_size(kVecWidth * sizeof(uint32_t))));
+
+inline vfloat splat(float x) { return vfloat{} + x; }
+inline vfloat vmax(vfloat a, vfloat b) { return a > b ? a : b; }
+
+template <typename scalar_t>
+inline vfloat vload(const scalar_t* p) {
+  vfloat r;
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    std::memcpy(&r, p, sizeof(r));
+  } else {
+    for (int64_t i = 0; i < kVecWidth; ++i) r[i] = static_cast<float>(p[i]);
+  }
+  return r;
+}
+
+template <typename scalar_t>
+inline void vstore(scalar_t* p, vfloat x) {
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    std::memcpy(p, &x, sizeof(x));
+  } else {
+    for (int64_t i = 0; i < kVecWidth; ++i) p[i] = static_cast<scalar_t>(x[i]);
+  }
+}
+
+// exp_nonpos (bi_wkv_scan.h) on a vector: the same clamp, rounding trick and
+// polynomial.
+inline vfloat vexp_nonpos(vfloat x) {
+  constexpr float kRound = 12582912.0f;
+  constexpr float kLog2e = 1.44269504088896341f;
+  x = vmax(x, splat(-87.0f));
+  const vfloat r = x * kLog2e + kRound;
+  const vfloat f = x * kLog2e - (r - kRound);
+  vfloat p = splat(1.535336188319500e-4f);
+  p = p * f + 1.339887440266574e-3f;
+  p = p * f + 9.618437357674640e-3f;
+  p = p * f + 5.550332471162809e-2f;
+  p = p * f + 2.402264791363012e-1f;
+  p = p * f + 6.931472028550421e-1f;
+  p = p * f + 1.0f;
+  vuint bits;
+  std::memcpy(&bits, &r, sizeof(bits));
+  bits = (bits + 127u) << 23;
+  vfloat scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+
+}  // inline namespace BIWKV_ISA
+}  // namespace bi_wkv
