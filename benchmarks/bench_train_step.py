@@ -8,17 +8,17 @@ The model is ``configs/mask_rcnn_vrwkv_t.py`` as is, except
 SyncBN -> BN (one process). The batch is one synthetic 800x1333 image with
 five rectangles as instances (boxes, labels and bitmap masks), packed as the
 COCO pipeline packs it, so the RPN, RoI and mask heads do their usual work.
-bf16 runs ``torch.autocast('cpu', dtype=torch.bfloat16)`` around the
-forward (losses included); the backward and the fp32 optimizer step follow,
-as mmengine's AmpOptimWrapper would do on a GPU. Median of ``--iters`` timed
-iterations after ``--warmup`` untimed ones.
+Each iteration is mmengine's ``model.train_step`` with the optimizer wrapper
+a config's ``--amp`` gets on the CPU: bf16 uses
+:class:`mmvrwkv.engine.CPUAmpOptimWrapper` (bfloat16 autocast of backbone
+and neck, float32 heads), fp32 the plain OptimWrapper; AdamW either way.
+Median of ``--iters`` timed iterations after ``--warmup`` untimed ones.
 
 Usage:
     python benchmarks/bench_train_step.py [--iters 3] [--warmup 1]
         [--modes fp32 bf16] [--json out.json]
 """
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -78,31 +78,31 @@ def synthetic_batch(h=800, w=1333, num_objects=5, seed=0):
     return dict(inputs=[torch.from_numpy(img)], data_samples=[sample])
 
 
-def train_iteration(model, optimizer, batch, mode):
-    """One training step; returns the loss value."""
-    data = model.data_preprocessor(batch, True)
-    context = torch.autocast('cpu', dtype=torch.bfloat16) \
-        if mode == 'bf16' else contextlib.nullcontext()
-    with context:
-        losses = model(**data, mode='loss')
-        loss, _ = model.parse_losses(losses)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    return loss.item()
+def build_optim_wrapper(model, mode):
+    """What ``--amp`` gives on the CPU for bf16 (PortableRunner builds
+    CPUAmpOptimWrapper: autocast of backbone and neck, float32 heads, whose
+    mmcv CPU kernels take float32 only); the plain OptimWrapper for fp32."""
+    import mmvrwkv  # noqa: F401  (registers CPUAmpOptimWrapper)
+    from mmengine.registry import OPTIM_WRAPPERS
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4,
+                                  weight_decay=0.01)
+    kind = 'CPUAmpOptimWrapper' if mode == 'bf16' else 'OptimWrapper'
+    return OPTIM_WRAPPERS.build(dict(type=kind, optimizer=optimizer))
 
 
 def bench(mode, args):
     torch.manual_seed(0)
     model = build_model(args.config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4,
-                                  weight_decay=0.01)
+    optim_wrapper = build_optim_wrapper(model, mode)
     batch = synthetic_batch()
     times, losses = [], []
     for i in range(args.warmup + args.iters):
         t0 = time.perf_counter()
-        losses.append(train_iteration(model, optimizer, batch, mode))
+        # mmengine's training step: preprocess and forward under the
+        # wrapper's optim_context, backward and AdamW step
+        log_vars = model.train_step(batch, optim_wrapper)
         seconds = time.perf_counter() - t0
+        losses.append(log_vars['loss'].item())
         print(f'{mode} iteration {i}: {seconds:.1f} s, loss {losses[-1]:.3f}'
               + (' (warm-up)' if i < args.warmup else ''), flush=True)
         if i >= args.warmup:
