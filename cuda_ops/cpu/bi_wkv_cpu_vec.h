@@ -47,18 +47,9 @@ inline void vstore(scalar_t* p, vfloat x) {
 // exp_nonpos (bi_wkv_scan.h) on a vector: the same clamp, rounding trick and
 // polynomial.
 inline vfloat vexp_nonpos(vfloat x) {
-  constexpr float kRound = 12582912.0f;
-  constexpr float kLog2e = 1.44269504088896341f;
-  x = vmax(x, splat(-87.0f));
-  const vfloat r = x * kLog2e + kRound;
-  const vfloat f = x * kLog2e - (r - kRound);
-  vfloat p = splat(1.535336188319500e-4f);
-  p = p * f + 1.339887440266574e-3f;
-  p = p * f + 9.618437357674640e-3f;
-  p = p * f + 5.550332471162809e-2f;
-  p = p * f + 2.402264791363012e-1f;
-  p = p * f + 6.931472028550421e-1f;
-  p = p * f + 1.0f;
+  x = vmax(x, splat(kExpMin));
+  const vfloat r = x * kLog2e + kExpRound;
+  const vfloat p = exp2_fraction(x * kLog2e - (r - kExpRound));
   vuint bits;
   std::memcpy(&bits, &r, sizeof(bits));
   bits = (bits + 127u) << 23;

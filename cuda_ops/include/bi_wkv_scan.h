@@ -40,6 +40,27 @@ constexpr float kEmpty = -1e38f;
 // Added to the max-normalised denominator, as the official kernels do.
 constexpr float kEps = 1e-6f;
 
+// The host float exp below computes 2^t with t = x*log2(e), split as
+// t = n + f with n = round(t) and f in [-0.5, 0.5]. Adding 1.5 * 2^23 rounds t
+// to the nearest integer and leaves n in the low mantissa bits of r, so
+// (bits(r) + 127) << 23 is 2^n. The CPU kernels' vector form
+// (cpu/bi_wkv_cpu_vec.h) uses the same constants and polynomial.
+constexpr float kExpRound = 12582912.0f;
+constexpr float kLog2e = 1.44269504088896341f;
+constexpr float kExpMin = -87.0f;  // keeps 2^n a normal float
+
+// Cephes exp2f polynomial: 2^f for f in [-0.5, 0.5], relative error ~2e-7.
+// F is float or a float vector type.
+template <typename F>
+BIWKV_HD F exp2_fraction(F f) {
+  F p = f * 1.535336188319500e-4f + 1.339887440266574e-3f;
+  p = p * f + 9.618437357674640e-3f;
+  p = p * f + 5.550332471162809e-2f;
+  p = p * f + 2.402264791363012e-1f;
+  p = p * f + 6.931472028550421e-1f;
+  return p * f + 1.0f;
+}
+
 // exp(x) for x <= 0. On the host, float uses a branch-free polynomial so that
 // loops over channel lanes vectorise without libm; double uses std::exp
 // (double is only used by tests and gradcheck).
@@ -47,22 +68,9 @@ BIWKV_HD float exp_nonpos(float x) {
 #if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__)
   return __expf(x);
 #else
-  // 2^t with t = x*log2(e), split as t = n + f with n = round(t) and
-  // f in [-0.5, 0.5]. Adding 1.5 * 2^23 rounds t to the nearest integer and
-  // leaves n in the low mantissa bits of r, so (bits(r) + 127) << 23 is 2^n.
-  constexpr float kRound = 12582912.0f;
-  constexpr float kLog2e = 1.44269504088896341f;
-  x = x < -87.0f ? -87.0f : x;  // keeps 2^n a normal float
-  const float r = x * kLog2e + kRound;
-  const float f = x * kLog2e - (r - kRound);
-  // Cephes exp2f polynomial for 2^f on [-0.5, 0.5], relative error ~2e-7.
-  float p = 1.535336188319500e-4f;
-  p = p * f + 1.339887440266574e-3f;
-  p = p * f + 9.618437357674640e-3f;
-  p = p * f + 5.550332471162809e-2f;
-  p = p * f + 2.402264791363012e-1f;
-  p = p * f + 6.931472028550421e-1f;
-  p = p * f + 1.0f;
+  x = x < kExpMin ? kExpMin : x;
+  const float r = x * kLog2e + kExpRound;
+  const float p = exp2_fraction(x * kLog2e - (r - kExpRound));
   union {
     float f;
     unsigned int i;
