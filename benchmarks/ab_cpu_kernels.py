@@ -11,6 +11,7 @@ Usage:
         [--cases 1x4096x192 8x1024x384] [--backward] [--json out.json]
 """
 import argparse
+import glob
 import json
 import os
 import subprocess
@@ -40,9 +41,8 @@ def checkout_ops(rev: str, dest: str) -> str:
 
 
 def build(name: str, ops: str, build_dir: str):
-    sources = [os.path.join(ops, p) for p in (
-        'bi_wkv.cpp', 'pybind.cpp', 'cpu/bi_wkv_cpu.cpp',
-        'cpu/bi_wkv_cpu_avx2.cpp')]
+    sources = [os.path.join(ops, p) for p in ('bi_wkv.cpp', 'pybind.cpp')]
+    sources += sorted(glob.glob(os.path.join(ops, 'cpu', '*.cpp')))
     os.makedirs(build_dir, exist_ok=True)
     return load(name, sources, extra_include_paths=[os.path.join(
         ops, 'include')], extra_cflags=FLAGS, extra_ldflags=['-fopenmp'],

@@ -3,8 +3,9 @@
 // Tasks (kLanes channels of one batch element each) run in parallel over
 // batch x channel blocks; each walks the tokens once per pass, updating kLanes
 // independent states per token (see bi_wkv_cpu_kernel.h). The kernels are
-// compiled for the baseline instruction set here and for AVX2 + FMA in
-// bi_wkv_cpu_avx2.cpp; the latter runs when the CPU supports it.
+// compiled for the baseline instruction set here, for AVX2 + FMA in
+// bi_wkv_cpu_avx2.cpp and for AVX-512 in bi_wkv_cpu_avx512.cpp; the best one
+// the CPU supports runs.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -21,31 +22,45 @@
 namespace bi_wkv {
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define BIWKV_HAVE_AVX2_BUILD 1
-namespace avx2 {
-template <typename scalar_t, typename acc_t>
-void forward_block(const Block&, const acc_t*, const acc_t*, const scalar_t*,
-                   const scalar_t*, scalar_t*, acc_t*);
-template <typename scalar_t, typename acc_t>
-void backward_block(const Block&, const acc_t*, const acc_t*, const scalar_t*,
-                    const scalar_t*, const scalar_t*, scalar_t*, scalar_t*,
-                    acc_t*, acc_t*, acc_t*);
-}  // namespace avx2
+#define BIWKV_HAVE_X86_BUILDS 1
+#define BIWKV_DECLARE_CPU_KERNELS(isa)                                        \
+  namespace isa {                                                             \
+  template <typename scalar_t, typename acc_t>                                \
+  void forward_block(const Block&, const acc_t*, const acc_t*,                \
+                     const scalar_t*, const scalar_t*, scalar_t*, acc_t*);    \
+  template <typename scalar_t, typename acc_t>                                \
+  void backward_block(const Block&, const acc_t*, const acc_t*,               \
+                      const scalar_t*, const scalar_t*, const scalar_t*,      \
+                      scalar_t*, scalar_t*, acc_t*, acc_t*, acc_t*);          \
+  }
+BIWKV_DECLARE_CPU_KERNELS(avx2)
+BIWKV_DECLARE_CPU_KERNELS(avx512)
 #endif
 
 namespace {
 
-// MMVRWKV_CPU_ISA=generic forces the baseline build (used by the tests).
-bool use_avx2() {
-#ifdef BIWKV_HAVE_AVX2_BUILD
-  static const bool ok = [] {
-    const char* isa = std::getenv("MMVRWKV_CPU_ISA");
-    if (isa && std::string(isa) == "generic") return false;
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+enum class Isa { generic, avx2, avx512 };
+
+// The best build this CPU runs; MMVRWKV_CPU_ISA=generic or avx2 caps it
+// (used by the tests and to compare builds).
+Isa cpu_isa_used() {
+#ifdef BIWKV_HAVE_X86_BUILDS
+  static const Isa isa = [] {
+    const char* cap = std::getenv("MMVRWKV_CPU_ISA");
+    const std::string limit = cap ? cap : "";
+    if (limit == "generic") return Isa::generic;
+    const bool avx2 = __builtin_cpu_supports("avx2") &&
+                      __builtin_cpu_supports("fma");
+    const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
+                        __builtin_cpu_supports("avx512vl") &&
+                        __builtin_cpu_supports("avx512dq") &&
+                        __builtin_cpu_supports("avx512bw");
+    if (avx512 && limit != "avx2") return Isa::avx512;
+    return avx2 ? Isa::avx2 : Isa::generic;
   }();
-  return ok;
+  return isa;
 #else
-  return false;
+  return Isa::generic;
 #endif
 }
 
@@ -57,10 +72,17 @@ struct Kernels {
 
 template <typename scalar_t, typename acc_t>
 Kernels<scalar_t, acc_t> kernels() {
-#ifdef BIWKV_HAVE_AVX2_BUILD
-  if (use_avx2())
-    return {&avx2::forward_block<scalar_t, acc_t>,
-            &avx2::backward_block<scalar_t, acc_t>};
+#ifdef BIWKV_HAVE_X86_BUILDS
+  switch (cpu_isa_used()) {
+    case Isa::avx512:
+      return {&avx512::forward_block<scalar_t, acc_t>,
+              &avx512::backward_block<scalar_t, acc_t>};
+    case Isa::avx2:
+      return {&avx2::forward_block<scalar_t, acc_t>,
+              &avx2::backward_block<scalar_t, acc_t>};
+    case Isa::generic:
+      break;
+  }
 #endif
   return {&generic::forward_block<scalar_t, acc_t>,
           &generic::backward_block<scalar_t, acc_t>};
@@ -112,7 +134,14 @@ struct Padded {
 
 }  // namespace
 
-std::string cpu_isa() { return use_avx2() ? "avx2" : "generic"; }
+std::string cpu_isa() {
+  switch (cpu_isa_used()) {
+    case Isa::avx512: return "avx512";
+    case Isa::avx2: return "avx2";
+    case Isa::generic: break;
+  }
+  return "generic";
+}
 
 int64_t cpu_threads() {
   // at::parallel_for is inline OpenMP: without -fopenmp at build time it runs

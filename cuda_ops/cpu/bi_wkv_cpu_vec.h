@@ -1,8 +1,7 @@
 // Fixed-width float vectors (GCC/Clang vector extensions) for the CPU kernels'
 // per-token loops: a task's kLanes channels are kVecs vectors kept in
-// registers across tokens. Each ISA build lowers them to its own instructions
-// (two SSE registers per vector in the baseline build, one AVX register in the
-// AVX2 build).
+// registers across tokens. Each ISA build lowers them to its own
+// instructions.
 #pragma once
 
 #include <cstdint>
@@ -15,9 +14,15 @@
 namespace bi_wkv {
 inline namespace BIWKV_ISA {
 
-constexpr int64_t kVecWidth = 8;
+// Floats per vector, set by the ISA build before including this header (the
+// AVX-512 one: 16, a whole task per register; gcc's target pragma does not
+// define __AVX512F__). Default 8: one AVX register, two SSE registers.
+#ifndef BIWKV_VEC_WIDTH
+#define BIWKV_VEC_WIDTH 8
+#endif
+constexpr int64_t kVecWidth = BIWKV_VEC_WIDTH;
 constexpr int64_t kVecs = kLanes / kVecWidth;
-static_assert(kLanes % kVecWidth == 0, "kLanes must be a multiple of 8");
+static_assert(kLanes % kVecWidth == 0, "kLanes must be a multiple of kVecWidth");
 typedef float vfloat __attribute__((vector_size(kVecWidth * sizeof(float))));
 typedef uint32_t vuint __attribute__((vector_size(kVecWidth * sizeof(uint32_t))));
 

@@ -264,16 +264,17 @@ torch.save([y.detach(), *grads], {out!r})
 
 
 @needs_ext
-def test_baseline_and_avx2_builds_agree(tmp_path):
-    """Both CPU builds of the kernels (chosen at run time) give the same
-    results; MMVRWKV_CPU_ISA=generic forces the baseline one."""
+def test_cpu_isa_builds_agree(tmp_path):
+    """The CPU builds of the kernels (baseline, AVX2, AVX-512; the best the
+    CPU runs is chosen at run time) give the same results;
+    MMVRWKV_CPU_ISA=generic or avx2 caps the choice."""
     import os
     import subprocess
     import sys
     root = os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
     results = {}
-    for isa in ('generic', 'auto'):
+    for isa in ('generic', 'avx2', 'auto'):
         out = str(tmp_path / f'{isa}.pt')
         env = dict(os.environ, MMVRWKV_CPU_ISA=isa)
         proc = subprocess.run(
@@ -281,8 +282,11 @@ def test_baseline_and_avx2_builds_agree(tmp_path):
             env=env, capture_output=True, text=True, check=True)
         results[isa] = (proc.stdout.split()[-1], torch.load(out))
     assert results['generic'][0] == 'generic'
-    for a, b in zip(results['generic'][1], results['auto'][1]):
-        assert_rel_close(a, b, 1e-5)
+    assert results['avx2'][0] in ('generic', 'avx2')
+    assert results['auto'][0] in ('generic', 'avx2', 'avx512')
+    for isa in ('generic', 'avx2'):
+        for a, b in zip(results[isa][1], results['auto'][1]):
+            assert_rel_close(a, b, 1e-5)
     # on this machine's CPU, the result against the oracle for the baseline
     w, u, k, v = make_inputs(2, 150, 37)
     assert_rel_close(results['generic'][1][0], naive_bi_wkv(w, u, k, v), 2e-5)

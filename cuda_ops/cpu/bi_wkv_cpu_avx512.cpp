@@ -1,0 +1,25 @@
+// The CPU kernels compiled for AVX-512 (F, VL, DQ, BW) + FMA, chosen at run
+// time when the CPU has them (bi_wkv_cpu.cpp). Everything this file includes before the target
+// pragma keeps the default target; the kernels get their own namespace.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
+#define BIWKV_ISA avx512
+#define BIWKV_VEC_WIDTH 16
+#include "bi_wkv_cpu_kernel.h"
+
+namespace bi_wkv {
+inline namespace avx512 {
+BIWKV_INSTANTIATE_CPU_KERNELS(float, float)
+BIWKV_INSTANTIATE_CPU_KERNELS(double, double)
+BIWKV_INSTANTIATE_CPU_KERNELS(c10::Half, float)
+BIWKV_INSTANTIATE_CPU_KERNELS(c10::BFloat16, float)
+}  // namespace avx512
+}  // namespace bi_wkv
+#endif
