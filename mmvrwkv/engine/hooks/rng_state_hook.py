@@ -86,11 +86,13 @@ class RNGStateHook(Hook):
     def __init__(self):
         self._pending = None
         self._gathered = None
+        self._wrapped = None  # the runner whose save_checkpoint gathers
 
     def before_run(self, runner) -> None:
         _, world_size = get_dist_info()
-        if world_size == 1:
+        if world_size == 1 or self._wrapped is runner:
             return
+        self._wrapped = runner
         save = runner.save_checkpoint
 
         def gather_then_save(*args, **kwargs):
