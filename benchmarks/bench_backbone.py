@@ -21,10 +21,17 @@ no case sees another's allocations:
   baseline (activations and workspaces, not weights); ``weights_mb`` is the
   parameter size. Linux only.
 
+With ``--device cuda`` (what ``tools/gpu_check.sh`` runs) the model and
+input live on the GPU, each forward is timed between two
+``torch.cuda.synchronize()`` calls, and ``peak_mb`` is the rise of
+``torch.cuda.max_memory_allocated()`` over the memory allocated before the
+forward.
+
 Usage:
     python benchmarks/bench_backbone.py [--sizes 224 512 1024 1536 2048]
         [--models vrwkv_t deit_t vrwkv_s deit_s] [--repeats 5]
-        [--case-budget 30] [--json out.json] [--plot docs/bench_backbone.png]
+        [--case-budget 30] [--device cpu] [--json out.json]
+        [--plot docs/bench_backbone.png]
 """
 import argparse
 import json
@@ -64,35 +71,50 @@ def _status_kb(field):
     raise RuntimeError(f'{field} not in /proc/self/status (Linux only)')
 
 
-def run_case(name, size, mode, repeats, budget, threads, warmup=True):
+def run_case(name, size, mode, repeats, budget, threads, warmup=True,
+             device='cpu'):
     """Body of one subprocess: returns the measurements of one case."""
     import torch
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = build(name)
-    x = torch.randn(1, 3, size, size)
+    model = build(name).to(device)
+    x = torch.randn(1, 3, size, size, device=device)
+    cuda = device == 'cuda'
     out = dict(threads=torch.get_num_threads())
+
+    def forward_seconds():
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        model(x)
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
     with torch.no_grad():
         if mode == 'memory':
             out['weights_mb'] = sum(
                 p.numel() * p.element_size()
                 for p in model.parameters()) / 2**20
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+                base = torch.cuda.memory_allocated() / 2**20
+                out['memory_run_s'] = forward_seconds()
+                out['peak_mb'] = torch.cuda.max_memory_allocated() / 2**20 \
+                    - base
+                return out
             with open('/proc/self/clear_refs', 'w') as f:
                 f.write('5')  # reset VmHWM to the current resident set
             base = _status_kb('VmRSS')
-            t0 = time.perf_counter()
-            model(x)
-            out['memory_run_s'] = time.perf_counter() - t0
+            out['memory_run_s'] = forward_seconds()
             out['peak_mb'] = (_status_kb('VmHWM') - base) / 1024
             return out
         if warmup:
             model(x)
         times, spent = [], 0.
         while len(times) < repeats and (not times or spent < budget):
-            t0 = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - t0)
+            times.append(forward_seconds())
             spent += times[-1]
         out['latency_ms'] = statistics.median(times) * 1e3
         out['timed_runs'] = len(times)
@@ -103,7 +125,8 @@ def spawn(name, size, mode, args, warmup=True):
     env = dict(os.environ, **(MALLOC_ENV if mode == 'memory' else {}))
     cmd = [sys.executable, __file__, '--_case', name, str(size), mode,
            '--repeats', str(args.repeats), '--case-budget',
-           str(args.case_budget), '--threads', str(args.threads)]
+           str(args.case_budget), '--threads', str(args.threads),
+           '--device', args.device]
     if not warmup:
         cmd.append('--no-warmup')
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -148,7 +171,8 @@ def plot(result, path):
         ax.grid(True, which='both', alpha=0.3)
         ax.legend(fontsize=8)
     m = result['machine']
-    fig.suptitle(f"batch 1, fp32, {m['threads']} threads, {m['cpu']}, "
+    where = m.get('gpu') or f"{m['threads']} threads, {m['cpu']}"
+    fig.suptitle(f"batch 1, fp32, {where}, "
                  f"load {m['load_before'][0]}-{m['load_after'][0]}",
                  fontsize=9)
     fig.tight_layout()
@@ -184,6 +208,7 @@ def main():
     p.add_argument('--threads', type=int, default=0,
                    help='torch threads per case (0: torch default)')
     p.add_argument('--skip-memory', action='store_true')
+    p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     p.add_argument('--json')
     p.add_argument('--plot', help='PNG of latency/memory vs tokens')
     p.add_argument('--_case', nargs=3, help=argparse.SUPPRESS)
@@ -193,14 +218,16 @@ def main():
         name, size, mode = args._case
         print(json.dumps(run_case(name, int(size), mode, args.repeats,
                                   args.case_budget, args.threads,
-                                  not args.no_warmup)))
+                                  not args.no_warmup, args.device)))
         return
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
     machine = dict(torch=torch.__version__, threads=torch.get_num_threads(),
                    cpu=platform.processor() or platform.machine(),
-                   load_before=load_average())
+                   device=args.device, load_before=load_average())
+    if args.device == 'cuda':
+        machine['gpu'] = torch.cuda.get_device_name()
     print(machine, flush=True)
     rows = []
     for size in args.sizes:
