@@ -200,3 +200,36 @@ def test_data_parallel_sigkill_then_resume_equals_uninterrupted(tmp_path):
     assert 'continue from their seed' in log
     assert not same(
         weights(tmp_path / 'control' / f'iter_{DDP_ITERS}.pth'), full)
+
+
+def test_resume_with_another_world_size_warns_and_restores_rank0():
+    """A 2-rank checkpoint resumed by one process: rank 0's state is
+    restored and the warning names the mismatch."""
+    import logging
+    from types import SimpleNamespace
+
+    from mmvrwkv.engine.hooks.rng_state_hook import (RNGStateHook,
+                                                     get_rng_state)
+    rank0 = get_rng_state()
+    torch.rand(3)  # rank 1 stands for any other state
+    rank1 = get_rng_state()
+    logger = logging.getLogger('test_rng_state_world_size')
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    runner = SimpleNamespace(logger=logger)
+    hook = RNGStateHook()
+    try:
+        hook.after_load_checkpoint(
+            runner, {KEY: rank0, RANKS_KEY: [rank0, rank1]})
+        assert len(records) == 1
+        assert 'state of 2 process(es), this run has 1' in \
+            records[0].getMessage()
+        assert torch.equal(hook._pending['torch'], rank0['torch'])
+        # a single-process checkpoint in a single process: no warning
+        hook.after_load_checkpoint(runner, {KEY: rank1})
+        assert len(records) == 1
+        assert torch.equal(hook._pending['torch'], rank1['torch'])
+    finally:
+        logger.removeHandler(handler)
