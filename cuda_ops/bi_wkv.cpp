@@ -1,6 +1,8 @@
 // Device-neutral Bi-WKV entry: checks the inputs, then dispatches on device.
-// The Python wrapper (mmvrwkv/ops/bi_wkv.py) gives friendlier errors first;
-// these checks keep the compiled functions safe when called directly.
+// The Python entry (mmvrwkv/ops/bi_wkv_op.py) gives friendlier errors first;
+// these checks keep the compiled functions safe when called directly
+// (torch.ops.mmvrwkv.*, registered in bi_wkv_library.cpp). Inputs of any
+// layout are accepted; the kernels read contiguous copies.
 #include "bi_wkv.h"
 
 namespace bi_wkv {
@@ -24,9 +26,6 @@ void check_inputs(const at::Tensor& w, const at::Tensor& u,
   TORCH_CHECK(w.device() == k.device() && u.device() == k.device() &&
                   v.device() == k.device(),
               "bi_wkv: all inputs must be on one device");
-  TORCH_CHECK(w.is_contiguous() && u.is_contiguous() && k.is_contiguous() &&
-                  v.is_contiguous(),
-              "bi_wkv: inputs must be contiguous");
   TORCH_CHECK(k.numel() > 0, "bi_wkv: empty input ", k.sizes());
 }
 
@@ -40,9 +39,11 @@ bool has_cuda() {
 #endif
 }
 
-at::Tensor forward(const at::Tensor& w, const at::Tensor& u,
-                   const at::Tensor& k, const at::Tensor& v) {
-  check_inputs(w, u, k, v);
+at::Tensor forward(const at::Tensor& w_in, const at::Tensor& u_in,
+                   const at::Tensor& k_in, const at::Tensor& v_in) {
+  check_inputs(w_in, u_in, k_in, v_in);
+  const auto w = w_in.contiguous(), u = u_in.contiguous();
+  const auto k = k_in.contiguous(), v = v_in.contiguous();
   if (k.is_cuda()) {
 #ifdef WITH_CUDA
     return forward_cuda(w, u, k, v);
@@ -54,13 +55,19 @@ at::Tensor forward(const at::Tensor& w, const at::Tensor& u,
   return forward_cpu(w, u, k, v);
 }
 
-std::vector<at::Tensor> backward(const at::Tensor& w, const at::Tensor& u,
-                                 const at::Tensor& k, const at::Tensor& v,
-                                 const at::Tensor& gy) {
-  check_inputs(w, u, k, v);
-  TORCH_CHECK(gy.sizes() == k.sizes() && gy.scalar_type() == k.scalar_type() &&
-                  gy.device() == k.device() && gy.is_contiguous(),
-              "bi_wkv: grad_output must be a contiguous tensor like k");
+std::vector<at::Tensor> backward(const at::Tensor& w_in, const at::Tensor& u_in,
+                                 const at::Tensor& k_in, const at::Tensor& v_in,
+                                 const at::Tensor& gy_in) {
+  check_inputs(w_in, u_in, k_in, v_in);
+  TORCH_CHECK(gy_in.sizes() == k_in.sizes() &&
+                  gy_in.scalar_type() == k_in.scalar_type() &&
+                  gy_in.device() == k_in.device(),
+              "bi_wkv: grad_output must be a tensor like k (", k_in.sizes(),
+              ", ", k_in.scalar_type(), "), got ", gy_in.sizes(), ", ",
+              gy_in.scalar_type());
+  const auto w = w_in.contiguous(), u = u_in.contiguous();
+  const auto k = k_in.contiguous(), v = v_in.contiguous();
+  const auto gy = gy_in.contiguous();
   if (k.is_cuda()) {
 #ifdef WITH_CUDA
     return backward_cuda(w, u, k, v, gy);

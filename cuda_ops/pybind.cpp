@@ -1,4 +1,8 @@
-// The one binding of the mmvrwkv._ext extension.
+// The Python module of the mmvrwkv._ext extension. Importing it registers
+// torch.ops.mmvrwkv.* (bi_wkv_library.cpp), which is how mmvrwkv calls the
+// kernels. The functions below are build information, plus the raw kernel
+// entries that benchmarks/ab_cpu_kernels.py calls when it loads builds of two
+// revisions into one process (their torch.ops registrations would clash).
 #include "bi_wkv.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

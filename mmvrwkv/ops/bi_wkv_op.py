@@ -1,15 +1,29 @@
 """The Bi-WKV operator: one entry point over the compiled kernels and the
-PyTorch reference. Model code calls only :func:`bi_wkv`."""
+PyTorch reference. Model code calls only :func:`bi_wkv`.
+
+The compiled kernels are PyTorch operators, ``torch.ops.mmvrwkv.bi_wkv`` and
+``torch.ops.mmvrwkv.bi_wkv_backward`` (C++ and CUDA, registered when the
+extension loads). This module adds what PyTorch's custom-operator guide asks
+of Python: fake (meta) implementations, so that ``torch.compile`` and
+``torch.export`` can trace them without running them, and the autograd
+formula, through ``torch.library``. Nothing here copies to the host or
+branches on tensor values, so a compiled model has no graph break.
+"""
 import warnings
 from typing import Tuple
 
 import torch
 
 from .bi_wkv_ref import bi_wkv_reference
-from .ext_loader import load_ext, load_error
+from .ext_loader import load_error, load_ext
 
 BACKENDS = ('auto', 'compiled', 'reference')
 _warned_fallback = False
+
+
+def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """w and u are passed to the kernels in the dtype they accumulate in."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _check(w, u, k, v):
@@ -28,7 +42,7 @@ def _check(w, u, k, v):
                          f'{tuple(k.shape)}; they must match')
     C = k.shape[2]
     for name, x in (('w', w), ('u', u)):
-        if x.shape != (C, ):
+        if x.dim() != 1 or x.shape[0] != C:
             raise ValueError(f'bi_wkv: {name} must have shape (C,) = ({C},) '
                              f'to match k, got {tuple(x.shape)}')
     if k.numel() == 0:
@@ -36,43 +50,54 @@ def _check(w, u, k, v):
     if k.dtype != v.dtype:
         raise TypeError(f'bi_wkv: k ({k.dtype}) and v ({v.dtype}) must have '
                         'the same dtype')
-    devices = {x.device for x in (w, u, k, v)}
-    if len(devices) > 1:
+    if any(x.device != k.device for x in (w, u, v)):
         raise ValueError('bi_wkv: all inputs must be on one device, got '
-                         + ', '.join(sorted(map(str, devices))))
+                         + ', '.join(str(x.device) for x in (w, u, k, v)))
 
 
-class BiWKVFunction(torch.autograd.Function):
-    """Autograd wrapper of the compiled kernels (fp32 accumulation; the
-    kernels read fp16/bf16 k and v directly and write y in their dtype)."""
+# ---- torch.library registrations of the compiled operators ---------------
+def _fake_forward(w, u, k, v):
+    return k.new_empty(k.shape)
 
-    @staticmethod
-    def forward(ctx, w, u, k, v):
-        ext = load_ext()
-        acc = torch.float64 if k.dtype == torch.float64 else torch.float32
-        ctx.w_dtype, ctx.u_dtype = w.dtype, u.dtype
-        w_ = w.detach().to(acc).contiguous()
-        u_ = u.detach().to(acc).contiguous()
-        k, v = k.contiguous(), v.contiguous()
-        ctx.save_for_backward(w_, u_, k, v)
-        return ext.bi_wkv_forward(w_, u_, k, v)
 
-    @staticmethod
-    def backward(ctx, gy):
-        w_, u_, k, v = ctx.saved_tensors
-        gy = gy.to(k.dtype).contiguous()
-        gw, gu, gk, gv = load_ext().bi_wkv_backward(w_, u_, k, v, gy)
-        return gw.to(ctx.w_dtype), gu.to(ctx.u_dtype), gk, gv
+def _fake_backward(w, u, k, v, gy):
+    return (w.new_empty(w.shape), u.new_empty(u.shape), k.new_empty(k.shape),
+            v.new_empty(v.shape))
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _backward(ctx, gy):
+    w, u, k, v = ctx.saved_tensors
+    return torch.ops.mmvrwkv.bi_wkv_backward(w, u, k, v, gy.to(k.dtype))
+
+
+def _register() -> Tuple[bool, bool]:
+    """Load the extension and register the Python parts of its operators.
+    Returns (operators usable, CUDA kernels built)."""
+    ext = load_ext()
+    if ext is None:
+        return False, False
+    torch.library.register_fake('mmvrwkv::bi_wkv', _fake_forward)
+    torch.library.register_fake('mmvrwkv::bi_wkv_backward', _fake_backward)
+    torch.library.register_autograd('mmvrwkv::bi_wkv', _backward,
+                                    setup_context=_setup_context)
+    return True, bool(ext.has_cuda())
+
+
+_HAS_OPS, _HAS_CUDA = _register()
 
 
 def _compiled_supports(device: torch.device) -> Tuple[bool, str]:
-    ext = load_ext()
-    if ext is None:
-        return False, f'the compiled extension is not available ({load_error()})'
+    if not _HAS_OPS:
+        return False, ('the compiled extension is not available '
+                       f'({load_error()})')
     if device.type == 'cpu':
         return True, ''
     if device.type == 'cuda':
-        if ext.has_cuda():
+        if _HAS_CUDA:
             return True, ''
         return False, 'mmvrwkv was built without CUDA kernels'
     return False, f'no compiled kernel for device type {device.type!r}'
@@ -102,7 +127,10 @@ def bi_wkv(w: torch.Tensor,
             (error if unavailable) or ``'reference'``. Defaults to 'auto'.
 
     Returns:
-        Tensor: y, shape (B, T, C), dtype of ``k``.
+        Tensor: y, shape (B, T, C), dtype of ``k``. The compiled kernels
+        read fp16/bf16 directly and accumulate in float32 (float64 for
+        float64 input); w and u are cast to that dtype, and their gradients
+        come back in their own dtype.
 
     Example:
         >>> k, v = torch.randn(2, 196, 192), torch.randn(2, 196, 192)
@@ -119,7 +147,8 @@ def bi_wkv(w: torch.Tensor,
         return bi_wkv_reference(w, u, k, v)
     ok, why = _compiled_supports(k.device)
     if ok:
-        return BiWKVFunction.apply(w, u, k, v)
+        acc = _accumulation_dtype(k.dtype)
+        return torch.ops.mmvrwkv.bi_wkv(w.to(acc), u.to(acc), k, v)
     if backend == 'compiled':
         raise RuntimeError(f'bi_wkv: compiled backend requested but {why}')
     if not _warned_fallback:

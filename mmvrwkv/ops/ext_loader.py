@@ -1,13 +1,17 @@
 """Loads the compiled extension ``mmvrwkv._ext`` built by setup.py.
 
-Nothing is compiled here: a missing or broken build leaves ``load_ext()``
+Nothing is compiled here. Loading the extension registers the operators
+``torch.ops.mmvrwkv.bi_wkv`` and ``torch.ops.mmvrwkv.bi_wkv_backward`` with
+PyTorch's dispatcher. A missing or broken build leaves ``load_ext()``
 returning ``None`` and the reason in ``load_error()``.
 """
 import importlib
 from typing import Optional
 
-_FUNCTIONS = ('bi_wkv_forward', 'bi_wkv_backward', 'has_cuda', 'cpu_isa',
-              'cpu_threads')
+import torch
+
+_FUNCTIONS = ('has_cuda', 'cpu_isa', 'cpu_threads')
+_OPS = ('bi_wkv', 'bi_wkv_backward')
 _ext = None
 _error: Optional[str] = None
 _loaded = False
@@ -21,6 +25,8 @@ def load_ext():
         try:
             module = importlib.import_module('mmvrwkv._ext')
             missing = [f for f in _FUNCTIONS if not hasattr(module, f)]
+            missing += [f'torch.ops.mmvrwkv.{op}' for op in _OPS
+                        if not hasattr(torch.ops.mmvrwkv, op)]
             if missing:
                 raise ImportError(
                     f'mmvrwkv._ext lacks {missing}; rebuild it with '

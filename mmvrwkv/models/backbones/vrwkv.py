@@ -19,7 +19,9 @@ def resize_pos_embed(pos_embed: torch.Tensor, src_shape: Sequence[int],
     """Resize a (1, H*W, C) position embedding from an (H, W) grid to another
     grid by image interpolation (align_corners=False, computed in float32)."""
     src_shape, dst_shape = tuple(src_shape), tuple(dst_shape)
-    if src_shape == dst_shape:
+    # Exported graphs keep the image size symbolic, so they always
+    # interpolate (to the same size that is an exact identity).
+    if not torch.compiler.is_exporting() and src_shape == dst_shape:
         return pos_embed
     _, n, c = pos_embed.shape
     if n != src_shape[0] * src_shape[1]:
@@ -320,13 +322,14 @@ class VRWKV(BaseModule):
                 f'{name}: input {h}x{w} is smaller than {what} '
                 f'({min_size}x{min_size}); resize the images up (e.g. a '
                 'Resize in the data pipeline)')
-        if torch.jit.is_tracing():  # FLOP counting, export: no data checks
-            return
-        bad = (~torch.isfinite(x)).sum().item()
-        if bad:
-            raise ValueError(
-                f'{name}: the input images contain {bad} NaN/Inf values; '
-                'check the image files and the data_preprocessor mean/std')
+        if torch.jit.is_tracing() or torch.compiler.is_exporting():
+            return  # FLOP counting and export: no data checks in the graph
+        # An asynchronous assert: no copy to the host and no graph break (on
+        # a GPU it fails at the next synchronisation, on the CPU at once).
+        torch._assert_async(
+            torch.isfinite(x).all(),
+            f'{name}: the input images contain NaN/Inf values; check the '
+            'image files and the data_preprocessor mean/std')
 
     def _format_output(self, x, patch_resolution, B):
         if self.out_type == 'raw':

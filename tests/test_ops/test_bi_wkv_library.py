@@ -1,0 +1,75 @@
+"""Bi-WKV as a PyTorch operator: torch.library registration (opcheck),
+torch.compile without graph breaks, and torch.export."""
+import pytest
+import torch
+
+from mmvrwkv.ops import available_backends, bi_wkv
+from .helpers import assert_rel_close, make_inputs
+
+HAS_CUDA = torch.cuda.is_available() and 'compiled' in available_backends(
+    'cuda')
+DEVICES = ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
+    not HAS_CUDA, reason='needs a GPU and the CUDA kernels'))]
+pytestmark = pytest.mark.skipif('compiled' not in available_backends('cpu'),
+                                reason='extension not built')
+
+SHAPES = [(1, 1, 1), (2, 7, 5), (3, 37, 19), (1, 70, 33)]
+ids = ['B{}-T{}-C{}'.format(*s) for s in SHAPES]
+DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
+DTYPE_IDS = ['fp32', 'fp64', 'bf16', 'fp16']
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('dtype', DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize('shape', SHAPES, ids=ids)
+def test_opcheck(shape, dtype, device):
+    """All of opcheck's default tests: schema, autograd registration, fake
+    tensor, AOT dispatch (static and dynamic shapes)."""
+    inputs = make_inputs(*shape, dtype=dtype, device=device,
+                         requires_grad=True)
+    torch.library.opcheck(torch.ops.mmvrwkv.bi_wkv.default, inputs)
+    gy = torch.randn(shape, device=device).to(dtype)
+    torch.library.opcheck(torch.ops.mmvrwkv.bi_wkv_backward.default,
+                          [x.detach() for x in inputs] + [gy])
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_opcheck_non_contiguous(device):
+    w, u, k, v = make_inputs(3, 21, 10, device=device, requires_grad=True)
+    kt = k.detach().transpose(0, 1).contiguous().transpose(0, 1)
+    torch.library.opcheck(torch.ops.mmvrwkv.bi_wkv.default,
+                          [w, u, kt.requires_grad_(), v])
+
+
+def _loss(w, u, k, v):
+    return (bi_wkv(w, u, k, v) * torch.linspace(-1, 1, k.shape[-1])).sum()
+
+
+@pytest.mark.parametrize('backend', ['aot_eager', 'inductor'])
+def test_compile_fullgraph_forward_backward(backend):
+    torch._dynamo.reset()
+    inputs = make_inputs(2, 37, 19, requires_grad=True)
+    want = _loss(*inputs)
+    want_grads = torch.autograd.grad(want, inputs)
+    compiled = torch.compile(_loss, fullgraph=True, backend=backend)
+    got = compiled(*inputs)
+    got_grads = torch.autograd.grad(got, inputs)
+    assert_rel_close(got, want, 1e-6)
+    for name, a, b in zip('wukv', got_grads, want_grads):
+        assert_rel_close(a, b, 1e-6, name=f'grad {name}')
+
+
+def test_export_with_dynamic_tokens():
+    class Mix(torch.nn.Module):
+
+        def forward(self, w, u, k, v):
+            return bi_wkv(w, u, k, v)
+
+    w, u, k, v = make_inputs(2, 37, 19)
+    T = torch.export.Dim('T', min=2, max=4096)
+    ep = torch.export.export(Mix(), (w, u, k, v), dynamic_shapes=(
+        None, None, {1: T}, {1: T}))
+    targets = {n.target for n in ep.graph.nodes if n.op == 'call_function'}
+    assert torch.ops.mmvrwkv.bi_wkv.default in targets
+    w, u, k, v = make_inputs(2, 101, 19)
+    assert torch.equal(ep.module()(w, u, k, v), bi_wkv(w, u, k, v))
