@@ -3,8 +3,9 @@
 Parameter names follow the official Vision-RWKV adapter (itself ViT-Adapter,
 Chen et al., ICLR 2023), so its checkpoints load unchanged. The deformable
 attention is mmcv's ``MultiScaleDeformableAttention`` (CUDA kernel on GPU,
-PyTorch path on CPU), built without dropout and called with an explicit
-``identity`` so it computes exactly the official MSDeformAttn.
+PyTorch path on CPU, wrapped as a PyTorch operator by
+:class:`DeformableAttention`), built without dropout and called with an
+explicit ``identity`` so it computes exactly the official MSDeformAttn.
 """
 from typing import List, Sequence, Tuple
 
@@ -13,7 +14,8 @@ import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
-from mmcv.ops import MultiScaleDeformableAttention
+
+from .deform_attn import DeformableAttention
 
 Shapes = Sequence[Tuple[int, int]]
 
@@ -24,7 +26,8 @@ class DeformInputs:
     The adapter works on three spatial-prior levels (strides 8, 16, 32) and
     VRWKV tokens (stride 16). The injector's queries are the tokens and its
     values the three levels; the extractor's queries are the three levels and
-    its value the tokens.
+    its value the tokens. Level sizes stay Python (or symbolic) integers, so
+    no shape is read back from a tensor.
 
     Args:
         height, width (int): input size, a multiple of 32.
@@ -35,20 +38,12 @@ class DeformInputs:
         self.level_shapes: List[Tuple[int, int]] = [
             (height // s, width // s) for s in (8, 16, 32)]
         token_shape = [self.level_shapes[1]]
-        self.injector = self._layout(token_shape, self.level_shapes, device)
-        self.extractor = self._layout(self.level_shapes, token_shape, device)
-
-    @staticmethod
-    def _layout(query_shapes: Shapes, value_shapes: Shapes, device):
-        spatial_shapes = torch.as_tensor(
-            value_shapes, dtype=torch.long, device=device)
-        sizes = spatial_shapes.prod(1)
-        level_start_index = torch.cat(
-            (sizes.new_zeros(1), sizes.cumsum(0)[:-1]))
-        return dict(
-            reference_points=reference_points(query_shapes, device),
-            spatial_shapes=spatial_shapes,
-            level_start_index=level_start_index)
+        self.injector = dict(
+            reference_points=reference_points(token_shape, device),
+            value_shapes=self.level_shapes)
+        self.extractor = dict(
+            reference_points=reference_points(self.level_shapes, device),
+            value_shapes=token_shape)
 
 
 def reference_points(shapes: Shapes, device) -> torch.Tensor:
@@ -56,8 +51,9 @@ def reference_points(shapes: Shapes, device) -> torch.Tensor:
     as (1, sum(h*w), 1, 2): one reference per query, shared by all levels."""
     points = []
     for h, w in shapes:
-        ys = torch.linspace(0.5, h - 0.5, h, device=device) / h
-        xs = torch.linspace(0.5, w - 0.5, w, device=device) / w
+        # (i + 0.5) / n: arange keeps n symbolic in exported graphs
+        ys = (torch.arange(h, device=device) + 0.5) / h
+        xs = (torch.arange(w, device=device) + 0.5) / w
         grid_y, grid_x = torch.meshgrid(ys, xs, indexing='ij')
         points.append(torch.stack((grid_x.reshape(-1), grid_y.reshape(-1)),
                                   -1))
@@ -65,14 +61,20 @@ def reference_points(shapes: Shapes, device) -> torch.Tensor:
 
 
 def tokens_to_map(tokens: torch.Tensor, shape: Tuple[int, int]):
-    """(B, h*w, C) tokens -> (B, C, h, w) map."""
+    """(B, h*w, C) tokens -> contiguous (B, C, h, w) map.
+
+    Contiguous as in the official code, and not only for speed: a transposed
+    view of a batch of one has strides (C, 1, w*C, C), which torch's CPU
+    BatchNorm backward (2.14) misreads, returning wrong gradients for the
+    norm's weight, bias and input (eager only; compiled graphs are right).
+    """
     B, _, C = tokens.shape
-    return tokens.transpose(1, 2).reshape(B, C, *shape)
+    return tokens.transpose(1, 2).reshape(B, C, *shape).contiguous()
 
 
 def _deform_attn(dims: int, num_heads: int, num_levels: int, num_points: int,
-                 deform_ratio: float) -> MultiScaleDeformableAttention:
-    return MultiScaleDeformableAttention(
+                 deform_ratio: float) -> DeformableAttention:
+    return DeformableAttention(
         embed_dims=dims,
         num_heads=num_heads,
         num_levels=num_levels,

@@ -210,3 +210,17 @@ def test_bad_arguments(kwargs, message):
 def test_too_small_input():
     with pytest.raises(ValueError, match='smaller than'):
         small()(torch.randn(1, 3, 16, 64))
+
+
+def test_norm_gradients_with_a_batch_of_one():
+    """Every output goes through a BN; the gradient of its bias is the sum
+    of the upstream gradient. torch's CPU BN backward gets this wrong for
+    the strides a transposed batch of one has, so the maps must be
+    contiguous before the norms."""
+    model = small(vrwkv_feature='per_interaction').train()
+    outs = model(torch.randn(1, 3, 64, 96))
+    weights = [torch.randn_like(o) for o in outs]
+    sum((o * w).sum() for o, w in zip(outs, weights)).backward()
+    for i, w in enumerate(weights):
+        torch.testing.assert_close(
+            getattr(model, f'norm{i + 1}').bias.grad, w.sum((0, 2, 3)))
