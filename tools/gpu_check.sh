@@ -19,8 +19,23 @@ if [ -z "${TORCH_CUDA_ARCH_LIST:-}" ]; then
 fi
 MAX_JOBS=${MAX_JOBS:-8} $PY setup.py build_ext --inplace 2>&1 | tail -n 5
 $PY -c "import torch; print(torch.__version__, torch.cuda.get_device_name())" | tee "$OUT/device.txt"
+# The operator tests (CUDA cases against the float64 oracle, opcheck of the
+# torch.library registration on CUDA), then torch.compile / torch.export.
 $PY -m pytest tests/test_ops -q -p no:cacheprovider \
     --junitxml="$OUT/test_ops.xml" 2>&1 | tee "$OUT/test_ops.log"
+$PY -m pytest tests/test_models/test_backbones/test_compile_export.py -q \
+    -p no:cacheprovider 2>&1 | tee "$OUT/test_compile_export.log"
+# Out-of-bounds and uninitialised reads, and shared-memory races, on a small
+# subset of the CUDA cases (where compute-sanitizer is installed).
+SANITIZER=${CUDA_HOME:-/usr/local/cuda}/bin/compute-sanitizer
+if [ -x "$SANITIZER" ]; then
+    for tool in memcheck initcheck racecheck; do
+        "$SANITIZER" --tool "$tool" --error-exitcode 1 $PY -m pytest \
+            tests/test_ops/test_bi_wkv.py -q -p no:cacheprovider \
+            -k "cuda and (B3-T37-C19 or B1-T600-C7) and fp32 and not emu" \
+            2>&1 | tee "$OUT/sanitizer_$tool.log"
+    done
+fi
 # The operator (fp32 and bf16) and backbone benchmarks on the GPU; a failing
 # one is reported and the others still run.
 status=0

@@ -68,7 +68,9 @@ pip install -q -r "$ROOT/requirements.txt"
 if [ -z "${FORCE_CUDA+x}" ] && command -v "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" >/dev/null 2>&1; then
     export FORCE_CUDA=1 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
 fi
-export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-"8.0;9.0"}
+# sm_80 and sm_90 code, plus PTX of the newest, which the driver compiles at
+# load time on later GPUs (sm_100, sm_120) for which no code is built.
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-"8.0;9.0+PTX"}
 log "building mmvrwkv (FORCE_CUDA=${FORCE_CUDA:-0}, TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST)"
 # Built in place (mmvrwkv/_ext*.so) so the checkout itself is importable; the
 # editable install then only registers the package (pip's editable build runs

@@ -17,12 +17,15 @@
 
 #include "bi_wkv.h"
 #include "bi_wkv_scan.h"
+#include "cuda_launch.h"
 
 namespace bi_wkv {
 namespace {
 
 constexpr int kWarp = 32;
 constexpr int kMaxChunks = 16;
+// The largest block launch_config makes (kWarp x kMaxChunks threads).
+constexpr int kMaxThreads = kWarp * kMaxChunks;
 
 struct Layout {
   int64_t T, C, plane;  // plane = B * T * C, the size of one scratch plane
@@ -94,14 +97,13 @@ __device__ void incoming(const Layout& L, acc_t w, const Load& load_q, int fl,
 }
 
 template <typename scalar_t, typename acc_t>
-__global__ void forward_kernel(int64_t B, int64_t T, int64_t C,
-                               const acc_t* __restrict__ w_,
-                               const acc_t* __restrict__ u_,
-                               const scalar_t* __restrict__ k,
-                               const scalar_t* __restrict__ v,
-                               scalar_t* __restrict__ y,
-                               acc_t* __restrict__ scratch) {
-  extern __shared__ unsigned char smem_raw[];
+__global__ void __launch_bounds__(kMaxThreads)
+    forward_kernel(int64_t B, int64_t T, int64_t C,
+                   const acc_t* __restrict__ w_, const acc_t* __restrict__ u_,
+                   const scalar_t* __restrict__ k,
+                   const scalar_t* __restrict__ v, scalar_t* __restrict__ y,
+                   acc_t* __restrict__ scratch) {
+  BIWKV_DYNAMIC_SHARED(unsigned char, smem_raw);
   acc_t* sh = reinterpret_cast<acc_t*>(smem_raw);
   const Layout L(B, T, C);
   const acc_t w = L.active ? w_[L.c] : acc_t(0);
@@ -148,14 +150,14 @@ __global__ void forward_kernel(int64_t B, int64_t T, int64_t C,
 // See backward_block in cpu/bi_wkv_cpu.cpp for the formulas; the scratch
 // planes play the same roles (0: a, 1: -m, 2: y, 3: gv, 4: gk after pass 2).
 template <typename scalar_t, typename acc_t>
-__global__ void backward_kernel(
+__global__ void __launch_bounds__(kMaxThreads) backward_kernel(
     int64_t B, int64_t T, int64_t C, const acc_t* __restrict__ w_,
     const acc_t* __restrict__ u_, const scalar_t* __restrict__ k,
     const scalar_t* __restrict__ v, const scalar_t* __restrict__ gy,
     scalar_t* __restrict__ gk, scalar_t* __restrict__ gv,
     acc_t* __restrict__ gw_part, acc_t* __restrict__ gu_part,
     acc_t* __restrict__ scratch) {
-  extern __shared__ unsigned char smem_raw[];
+  BIWKV_DYNAMIC_SHARED(unsigned char, smem_raw);
   acc_t* sh = reinterpret_cast<acc_t*>(smem_raw);
   const Layout L(B, T, C);
   const acc_t w = L.active ? w_[L.c] : acc_t(0);
@@ -277,8 +279,9 @@ at::Tensor forward_cuda(const at::Tensor& w, const at::Tensor& u,
       at::kHalf, at::kBFloat16, k.scalar_type(), "bi_wkv_forward_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
         const size_t smem = 6 * cfg.block.y * kWarp * sizeof(acc_t);
-        forward_kernel<scalar_t, acc_t>
-            <<<cfg.grid, cfg.block, smem, c10::cuda::getCurrentCUDAStream()>>>(
+        BIWKV_LAUNCH(cfg.grid, cfg.block, smem,
+                     c10::cuda::getCurrentCUDAStream(),
+                     forward_kernel<scalar_t, acc_t>)(
                 B, T, C, w.data_ptr<acc_t>(), u.data_ptr<acc_t>(),
                 k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),
                 y.data_ptr<scalar_t>(), scratch.data_ptr<acc_t>());
@@ -302,8 +305,9 @@ std::vector<at::Tensor> backward_cuda(const at::Tensor& w, const at::Tensor& u,
       at::kHalf, at::kBFloat16, k.scalar_type(), "bi_wkv_backward_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
         const size_t smem = 10 * cfg.block.y * kWarp * sizeof(acc_t);
-        backward_kernel<scalar_t, acc_t>
-            <<<cfg.grid, cfg.block, smem, c10::cuda::getCurrentCUDAStream()>>>(
+        BIWKV_LAUNCH(cfg.grid, cfg.block, smem,
+                     c10::cuda::getCurrentCUDAStream(),
+                     backward_kernel<scalar_t, acc_t>)(
                 B, T, C, w.data_ptr<acc_t>(), u.data_ptr<acc_t>(),
                 k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),
                 gy.data_ptr<scalar_t>(), gk.data_ptr<scalar_t>(),

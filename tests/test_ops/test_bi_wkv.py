@@ -4,16 +4,21 @@ import warnings
 import pytest
 import torch
 
-from mmvrwkv.ops import BiWKVFunction, available_backends, bi_wkv, \
+from mmvrwkv.ops import available_backends, bi_wkv, \
     bi_wkv_reference
 from mmvrwkv.ops import bi_wkv_op, ext_loader
+from . import cuda_emu
+from .cuda_emu import run, tensor_device
 from .helpers import assert_rel_close, make_inputs, naive_bi_wkv
 
 HAS_EXT = 'compiled' in available_backends('cpu')
 HAS_CUDA = torch.cuda.is_available() and 'compiled' in available_backends(
     'cuda')
+# 'cuda-emu': the CUDA kernels compiled for a CPU emulation of the CUDA
+# execution model (tests/test_ops/cuda_emu), on CPU tensors, in every run.
 DEVICES = ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
-    not HAS_CUDA, reason='needs a GPU and the CUDA kernels'))]
+    not HAS_CUDA, reason='needs a GPU and the CUDA kernels')),
+    cuda_emu.device_param()]
 needs_ext = pytest.mark.skipif(not HAS_EXT, reason='extension not built')
 
 # B, T, C: T=1, odd C, T not a multiple of any chunk size, C < 16 and > 32
@@ -40,9 +45,10 @@ def test_reference_matches_naive(shape):
                          ids=['fp32', 'fp64'])
 @pytest.mark.parametrize('shape', SHAPES, ids=ids)
 def test_forward_matches_naive(shape, dtype, device):
-    w, u, k, v = make_inputs(*shape, dtype=dtype, device=device)
-    y = bi_wkv(w, u, k, v, backend='compiled')
-    assert y.dtype == dtype and y.device.type == device
+    w, u, k, v = make_inputs(*shape, dtype=dtype,
+                             device=tensor_device(device))
+    y = run(device, w, u, k, v)
+    assert y.dtype == dtype and y.device.type == tensor_device(device)
     tol = 1e-12 if dtype == torch.float64 else 2e-5
     assert_rel_close(y, naive_bi_wkv(w, u, k, v), tol)
 
@@ -52,17 +58,19 @@ def test_forward_matches_naive(shape, dtype, device):
 @pytest.mark.parametrize('k_scale', [100.0, 1e4])
 def test_large_keys_do_not_overflow(k_scale, device):
     # exp(100) overflows float32 and exp(1e4) overflows float64.
-    w, u, k, v = make_inputs(2, 77, 24, device=device, k_scale=k_scale)
-    y = bi_wkv(w, u, k, v, backend='compiled')
+    w, u, k, v = make_inputs(2, 77, 24, device=tensor_device(device),
+                             k_scale=k_scale)
+    y = run(device, w, u, k, v)
     assert_rel_close(y, naive_bi_wkv(w, u, k, v), 1e-5)
 
 
 @needs_ext
 @pytest.mark.parametrize('device', DEVICES)
 def test_extreme_decay(device):
-    w, u, k, v = make_inputs(1, 300, 16, device=device)
-    w = torch.linspace(-30, 30, 16, device=device)  # strong growth and decay
-    y = bi_wkv(w, u, k, v, backend='compiled')
+    w, u, k, v = make_inputs(1, 300, 16, device=tensor_device(device))
+    w = torch.linspace(-30, 30, 16,  # strong growth and decay
+                       device=tensor_device(device))
+    y = run(device, w, u, k, v)
     assert_rel_close(y, naive_bi_wkv(w, u, k, v), 1e-5)
 
 
@@ -113,7 +121,7 @@ def test_gradcheck_cpu(shape):
     # the max, which (as in the official kernels and our reference) is not
     # differentiated; the gradients differ from finite differences by O(1e-6).
     assert torch.autograd.gradcheck(
-        BiWKVFunction.apply, inputs, eps=1e-6, atol=1e-5, rtol=1e-5)
+        torch.ops.mmvrwkv.bi_wkv, inputs, eps=1e-6, atol=1e-5, rtol=1e-5)
 
 
 @needs_ext
@@ -122,11 +130,10 @@ def test_gradcheck_cpu(shape):
                          ids=['fp32', 'fp64'])
 @pytest.mark.parametrize('shape', SHAPES[1:], ids=ids[1:])
 def test_backward_matches_reference_autograd(shape, dtype, device):
-    inputs = make_inputs(*shape, dtype=dtype, device=device,
+    inputs = make_inputs(*shape, dtype=dtype, device=tensor_device(device),
                          requires_grad=True)
-    grad = torch.randn(shape, dtype=dtype, device=device)
-    got = torch.autograd.grad(bi_wkv(*inputs, backend='compiled'), inputs,
-                              grad)
+    grad = torch.randn(shape, dtype=dtype, device=tensor_device(device))
+    got = torch.autograd.grad(run(device, *inputs), inputs, grad)
     want = torch.autograd.grad(bi_wkv_reference(*inputs), inputs, grad)
     tol = 1e-9 if dtype == torch.float64 else 5e-4
     for name, a, b in zip('wukv', got, want):
@@ -137,11 +144,12 @@ def test_backward_matches_reference_autograd(shape, dtype, device):
 @needs_ext
 @pytest.mark.parametrize('device', DEVICES)
 def test_backward_large_keys(device):
-    inputs = make_inputs(2, 50, 8, dtype=torch.float64, device=device,
-                         k_scale=1e3, requires_grad=True)
-    grad = torch.randn(2, 50, 8, dtype=torch.float64, device=device)
-    got = torch.autograd.grad(bi_wkv(*inputs, backend='compiled'), inputs,
-                              grad)
+    inputs = make_inputs(2, 50, 8, dtype=torch.float64,
+                         device=tensor_device(device), k_scale=1e3,
+                         requires_grad=True)
+    grad = torch.randn(2, 50, 8, dtype=torch.float64,
+                       device=tensor_device(device))
+    got = torch.autograd.grad(run(device, *inputs), inputs, grad)
     want = torch.autograd.grad(bi_wkv_reference(*inputs), inputs, grad)
     for name, a, b in zip('wukv', got, want):
         assert_rel_close(a, b, 1e-7, name=f'grad {name}')
@@ -150,10 +158,13 @@ def test_backward_large_keys(device):
 @needs_ext
 @pytest.mark.parametrize('device', DEVICES)
 def test_gradients_are_deterministic(device):
-    inputs = make_inputs(4, 333, 40, device=device, requires_grad=True)
-    grad = torch.randn(4, 333, 40, device=device)
-    first = torch.autograd.grad(bi_wkv(*inputs), inputs, grad)
-    second = torch.autograd.grad(bi_wkv(*inputs), inputs, grad)
+    inputs = make_inputs(4, 333, 40, device=tensor_device(device),
+                         requires_grad=True)
+    grad = torch.randn(4, 333, 40, device=tensor_device(device))
+    first = torch.autograd.grad(run(device, *inputs, backend='auto'), inputs,
+                                grad)
+    second = torch.autograd.grad(run(device, *inputs, backend='auto'),
+                                 inputs, grad)
     for a, b in zip(first, second):
         assert torch.equal(a, b)
 
@@ -163,9 +174,9 @@ def test_gradients_are_deterministic(device):
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16],
                          ids=['fp16', 'bf16'])
 def test_low_precision(dtype, device):
-    w, u, k, v = make_inputs(2, 130, 36, dtype=dtype, device=device,
-                             requires_grad=True)
-    y = bi_wkv(w, u, k, v)
+    w, u, k, v = make_inputs(2, 130, 36, dtype=dtype,
+                             device=tensor_device(device), requires_grad=True)
+    y = run(device, w, u, k, v, backend='auto')
     assert y.dtype == dtype
     # Inputs are read in low precision but accumulated in fp32: compare with
     # fp32 computed from the same (rounded) values.
@@ -226,18 +237,25 @@ def test_unknown_backend():
 
 @needs_ext
 def test_compiled_rejects_bad_input_without_crashing():
-    ext = ext_loader.load_ext()
     w, u, k, v = make_inputs(2, 4, 3)
+    op = torch.ops.mmvrwkv.bi_wkv
     with pytest.raises(RuntimeError, match='w and u must be'):
-        ext.bi_wkv_forward(w[:2], u, k, v)
-    with pytest.raises(RuntimeError, match='contiguous'):
-        ext.bi_wkv_forward(w, u, k.transpose(0, 1), v.transpose(0, 1))
+        op(w[:2], u, k, v)
+    with pytest.raises(RuntimeError, match='w and u must be'):
+        op(w.double(), u, k, v)  # w, u in the accumulation dtype only
+    with pytest.raises(RuntimeError, match='grad_output must be'):
+        torch.ops.mmvrwkv.bi_wkv_backward(w, u, k, v, k[:, :2])
+    # any layout is accepted by the op itself
+    kt, vt = k.transpose(0, 1).contiguous(), v.transpose(0, 1).contiguous()
+    assert torch.equal(op(w, u, kt.transpose(0, 1), vt.transpose(0, 1)),
+                       op(w, u, k, v))
 
 
 def test_fallback_warns_once(monkeypatch):
     monkeypatch.setattr(ext_loader, '_loaded', True)
     monkeypatch.setattr(ext_loader, '_ext', None)
     monkeypatch.setattr(ext_loader, '_error', 'simulated missing build')
+    monkeypatch.setattr(bi_wkv_op, '_HAS_OPS', False)
     monkeypatch.setattr(bi_wkv_op, '_warned_fallback', False)
     w, u, k, v = make_inputs(1, 9, 4)
     with pytest.warns(RuntimeWarning, match='simulated missing build'):

@@ -1,0 +1,132 @@
+"""Eager against ``torch.compile`` (inductor, ``fullgraph=True``) on this
+CPU, measured side by side in one process:
+
+* VRWKV-T backbone inference (batch 1, float32, ``torch.no_grad``) at 224 and
+  1024 px;
+* one Mask R-CNN training iteration (``configs/mask_rcnn_vrwkv_t.py``,
+  VRWKV-Adapter-T, the synthetic batch of ``bench_train_step.py``) with the
+  backbone and neck compiled; the heads stay eager (mmdet's RoI sampling and
+  target assignment branch on data, so they are not fullgraph-compilable).
+
+Each case: the first call of the compiled module is the compile time; then
+eager and compiled calls alternate (``--repeats`` rounds, median), so both
+see the same machine load. The outputs (losses) are compared too.
+
+Usage:
+    python benchmarks/bench_compile.py [--sizes 224 1024] [--repeats 5]
+        [--det-size 800 1333] [--threads 0] [--json docs/bench_compile.json]
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+import torch
+
+from bench_train_step import CONFIG, build_model, synthetic_batch
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def alternate(fns, repeats):
+    """Median seconds of each callable, called in alternation."""
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            times[k].append(_timed(fn)[0])
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def bench_backbone(size, repeats):
+    from mmvrwkv.models import VRWKV
+    torch.manual_seed(0)
+    model = VRWKV(arch='tiny', img_size=224).eval()
+    compiled = torch.compile(model, fullgraph=True)
+    x = torch.randn(1, 3, size, size)
+    with torch.no_grad():
+        eager_out = model(x)[0]
+        compile_s, out = _timed(lambda: compiled(x)[0])
+        err = ((out - eager_out).abs().max() /
+               eager_out.abs().max()).item()
+        times = alternate(dict(eager=lambda: model(x),
+                               compiled=lambda: compiled(x)), repeats)
+    return dict(case=f'VRWKV-T {size}px inference',
+                eager_ms=round(times['eager'] * 1e3, 1),
+                compiled_ms=round(times['compiled'] * 1e3, 1),
+                speedup=round(times['eager'] / times['compiled'], 2),
+                compile_s=round(compile_s, 1), max_rel_diff=err)
+
+
+def bench_mask_rcnn(h, w, repeats):
+    from mmengine.optim import OptimWrapper
+    torch.manual_seed(0)
+    model = build_model(CONFIG)
+    batch = synthetic_batch(h, w)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    eager_backbone, eager_neck = model.backbone, model.neck
+    compiled_backbone = torch.compile(eager_backbone, fullgraph=True)
+    compiled_neck = torch.compile(eager_neck, fullgraph=True)
+    optim = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-4))
+
+    def step(compiled):
+        # same weights for every step, so that the losses are comparable
+        model.load_state_dict(state)
+        model.backbone = compiled_backbone if compiled else eager_backbone
+        model.neck = compiled_neck if compiled else eager_neck
+        torch.manual_seed(0)
+        return model.train_step(batch, optim)['loss'].item()
+
+    eager_loss = step(False)
+    compile_s, loss = _timed(lambda: step(True))
+    times = alternate(dict(eager=lambda: step(False),
+                           compiled=lambda: step(True)), repeats)
+    return dict(case=f'Mask R-CNN train step {w}x{h} (backbone+neck '
+                'compiled)',
+                eager_ms=round(times['eager'] * 1e3, 1),
+                compiled_ms=round(times['compiled'] * 1e3, 1),
+                speedup=round(times['eager'] / times['compiled'], 2),
+                compile_s=round(compile_s, 1),
+                max_rel_diff=abs(loss - eager_loss) / abs(eager_loss))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--sizes', type=int, nargs='+', default=[224, 1024])
+    p.add_argument('--det-size', type=int, nargs=2, default=[800, 1333],
+                   metavar=('H', 'W'))
+    p.add_argument('--no-det', action='store_true')
+    p.add_argument('--repeats', type=int, default=5)
+    p.add_argument('--threads', type=int, default=0)
+    p.add_argument('--json')
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    machine = dict(torch=torch.__version__, threads=torch.get_num_threads(),
+                   cpu=platform.processor() or platform.machine(),
+                   load_before=[round(v, 2) for v in os.getloadavg()])
+    print(machine, flush=True)
+    rows = [bench_backbone(s, args.repeats) for s in args.sizes]
+    for r in rows:
+        print(r, flush=True)
+    if not args.no_det:
+        rows.append(bench_mask_rcnn(*args.det_size, max(2, args.repeats // 2)))
+        print(rows[-1], flush=True)
+    machine['load_after'] = [round(v, 2) for v in os.getloadavg()]
+    print('| case | eager ms | compiled ms | speed-up | compile s |')
+    print('|---|---|---|---|---|')
+    for r in rows:
+        print(f"| {r['case']} | {r['eager_ms']} | {r['compiled_ms']} | "
+              f"{r['speedup']} | {r['compile_s']} |")
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(dict(machine=machine, rows=rows), f, indent=1)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,208 @@
+// The Bi-WKV CUDA kernels (cuda_ops/cuda/bi_wkv_cuda.cu, host code
+// included) compiled for the CPU emulator of the CUDA execution model
+// (cuda_emu.h), and the emulator's self-test kernels; built by __init__.py.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <c10/cuda/CUDAException.h>  // the emulator's shims (include/)
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/extension.h>
+
+#include "bi_wkv.h"
+#include "cuda_emu.h"
+
+// Device code takes the __CUDA_ARCH__ branches of the kernels' own headers
+// (bi_wkv_scan.h: __expf), as under nvcc. Torch's headers are all read
+// above, without it.
+#define __CUDA_ARCH__ 800
+#include "bi_wkv_cuda.cu"
+#include "selftest_kernels.cu"
+#undef __CUDA_ARCH__
+
+// __launch_bounds__ of the kernels above, found by the loader:
+// CUDA_EMU_LAUNCH_BOUND(kernel, bound) lines.
+#define CUDA_EMU_LAUNCH_BOUND(kernel, ...)                             \
+  [[maybe_unused]] const bool cuda_emu_bound_##kernel =                \
+      ::cuda_emu::register_launch_bound(#kernel, (__VA_ARGS__));
+namespace cuda_emu_bounds {
+using namespace bi_wkv;
+using namespace cuda_emu_selftest;
+#include "cuda_emu_bounds.inc"
+}  // namespace cuda_emu_bounds
+
+namespace {
+
+// Around each call from Python: at::empty fills floats with NaN (so output
+// the kernel never writes is caught), and a launch error no
+// C10_CUDA_KERNEL_LAUNCH_CHECK() reported is an error.
+class Call {
+ public:
+  Call() {
+    auto& ctx = at::globalContext();
+    det_ = ctx.deterministicAlgorithms();
+    warn_ = ctx.deterministicAlgorithmsWarnOnly();
+    fill_ = ctx.deterministicFillUninitializedMemory();
+    ctx.setDeterministicAlgorithms(true, /*warn_only=*/true);
+    ctx.setDeterministicFillUninitializedMemory(true);
+    cuda_emu::take_pending_error();
+  }
+  ~Call() {
+    auto& ctx = at::globalContext();
+    ctx.setDeterministicAlgorithms(det_, warn_);
+    ctx.setDeterministicFillUninitializedMemory(fill_);
+  }
+  template <typename R>
+  R done(R r) {
+    const std::string e = cuda_emu::take_pending_error();
+    TORCH_CHECK(e.empty(), "cuda_emu: a launch failed and no "
+                "C10_CUDA_KERNEL_LAUNCH_CHECK() reported it: ", e);
+    return r;
+  }
+
+ private:
+  bool det_, warn_, fill_;
+};
+
+void check(const at::Tensor& w, const at::Tensor& u, const at::Tensor& k,
+           const at::Tensor& v) {
+  TORCH_CHECK(k.dim() == 3 && v.sizes() == k.sizes() && w.dim() == 1 &&
+                  u.dim() == 1 && w.size(0) == k.size(2) &&
+                  u.size(0) == k.size(2) && k.numel() > 0,
+              "cuda_emu bi_wkv: bad shapes");
+  const auto acc = k.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  TORCH_CHECK(w.scalar_type() == acc && u.scalar_type() == acc &&
+                  v.scalar_type() == k.scalar_type(),
+              "cuda_emu bi_wkv: bad dtypes");
+  for (const auto* t : {&w, &u, &k, &v}) {
+    TORCH_CHECK(t->is_cpu() && t->is_contiguous(),
+                "cuda_emu bi_wkv: inputs must be contiguous CPU tensors");
+  }
+}
+
+at::Tensor forward(const at::Tensor& w, const at::Tensor& u,
+                   const at::Tensor& k, const at::Tensor& v) {
+  check(w, u, k, v);
+  Call call;
+  return call.done(bi_wkv::forward_cuda(w, u, k, v));
+}
+
+std::vector<at::Tensor> backward(const at::Tensor& w, const at::Tensor& u,
+                                 const at::Tensor& k, const at::Tensor& v,
+                                 const at::Tensor& gy) {
+  check(w, u, k, v);
+  TORCH_CHECK(gy.sizes() == k.sizes() && gy.scalar_type() == k.scalar_type() &&
+                  gy.is_cpu() && gy.is_contiguous(),
+              "cuda_emu bi_wkv: bad grad_output");
+  Call call;
+  return call.done(bi_wkv::backward_cuda(w, u, k, v, gy));
+}
+
+py::dict kernel_records() {
+  auto& s = cuda_emu::settings();
+  std::lock_guard<std::recursive_mutex> lock(s.mutex);
+  py::dict out;
+  for (const auto& [name, r] : s.kernels) {
+    py::dict d;
+    d["launch_bound"] = r.launch_bound;
+    d["launches"] = r.launches;
+    d["blocks"] = r.blocks;
+    d["barriers"] = r.barriers;
+    d["max_threads"] = r.max_threads;
+    d["max_smem"] = r.max_smem;
+    d["max_grid"] = py::make_tuple(r.max_grid[0], r.max_grid[1],
+                                   r.max_grid[2]);
+    out[py::str(name)] = d;
+  }
+  return out;
+}
+
+void reset_records() {
+  auto& s = cuda_emu::settings();
+  std::lock_guard<std::recursive_mutex> lock(s.mutex);
+  for (auto& [name, r] : s.kernels) {
+    r = cuda_emu::KernelRecord{r.launch_bound};
+  }
+}
+
+// Runs one self-test kernel; returns its output buffer (1024 floats, -1
+// where nothing was written).
+at::Tensor selftest(const std::string& name) {
+  using namespace cuda_emu_selftest;
+  Call call;
+  auto out = at::full({1024}, -1.0f);
+  float* o = out.data_ptr<float>();
+  const size_t f = sizeof(float);
+  if (name == "bounded") {
+    BIWKV_LAUNCH(1, 64, 0, 0, bounded)(o);
+  } else if (name == "bounded_too_many") {
+    BIWKV_LAUNCH(1, 128, 0, 0, bounded)(o);
+  } else if (name == "unchecked_launch_error") {
+    BIWKV_LAUNCH(1, 128, 0, 0, bounded)(o);
+    return call.done(out);  // no C10_CUDA_KERNEL_LAUNCH_CHECK()
+  } else if (name == "block_1024") {
+    BIWKV_LAUNCH(1, dim3(32, 32), 0, 0, unbounded)(o);
+  } else if (name == "block_too_big") {
+    BIWKV_LAUNCH(1, dim3(32, 33), 0, 0, unbounded)(o);
+  } else if (name == "block_z_too_big") {
+    BIWKV_LAUNCH(1, dim3(1, 1, 65), 0, 0, unbounded)(o);
+  } else if (name == "grid_y_too_big") {
+    BIWKV_LAUNCH(dim3(1, 65536), 1, 0, 0, unbounded)(o);
+  } else if (name == "empty_grid") {
+    BIWKV_LAUNCH(dim3(0), 32, 0, 0, unbounded)(o);
+  } else if (name == "early_exit_barrier") {
+    BIWKV_LAUNCH(1, 32, 0, 0, early_exit_barrier)(o);
+  } else if (name == "two_barriers") {
+    BIWKV_LAUNCH(1, 32, 0, 0, two_barriers)(o);
+  } else if (name == "exit_after_barrier") {
+    BIWKV_LAUNCH(1, 32, 32 * f, 0, exit_after_barrier)(o);
+  } else if (name == "smem_overrun") {
+    BIWKV_LAUNCH(1, 32, 32 * f, 0, smem_overrun)(o);
+  } else if (name == "smem_uninitialised") {
+    BIWKV_LAUNCH(1, 32, 32 * f, 0, smem_uninitialised)(o);
+  } else if (name == "race") {
+    BIWKV_LAUNCH(1, 64, 64 * f, 0, race)(o);
+  } else if (name == "block_order") {
+    int next = 0;
+    BIWKV_LAUNCH(dim3(4, 3), 32, 0, 0, block_order)(o, &next);
+  } else if (name == "smem_48k") {
+    BIWKV_LAUNCH(1, 32, 48 * 1024, 0, smem_fill)(o);
+  } else if (name == "smem_over_48k") {
+    BIWKV_LAUNCH(1, 32, 48 * 1024 + 4, 0, smem_fill)(o);
+  } else if (name == "smem_opt_in") {
+    C10_CUDA_CHECK(cudaFuncSetAttribute(
+        smem_fill, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024));
+    BIWKV_LAUNCH(1, 32, 64 * 1024, 0, smem_fill)(o);
+    C10_CUDA_CHECK(cudaFuncSetAttribute(
+        smem_fill, cudaFuncAttributeMaxDynamicSharedMemorySize, 48 * 1024));
+  } else if (name == "warp_ops") {
+    BIWKV_LAUNCH(1, 64, 0, 0, warp_ops)(o);
+  } else if (name == "empty_is_nan") {
+    return call.done(at::empty({1024}));  // what the kernels' outputs start as
+  } else if (name == "half_warps") {
+    BIWKV_LAUNCH(1, 64, 0, 0, half_warps)(o);
+  } else if (name == "shfl_bad_mask") {
+    BIWKV_LAUNCH(1, 32, 0, 0, shfl_bad_mask)(o);
+  } else if (name == "shfl_after_exit") {
+    BIWKV_LAUNCH(1, 32, 0, 0, shfl_after_exit)(o);
+  } else {
+    TORCH_CHECK(false, "cuda_emu: no self-test named ", name);
+  }
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return call.done(out);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward", &forward, "bi_wkv forward_cuda on the emulator");
+  m.def("backward", &backward, "bi_wkv backward_cuda on the emulator");
+  m.def("set_schedule", &cuda_emu::set_schedule,
+        "Order of the threads between barriers and of the blocks: "
+        "'ascending', 'descending' or 'shuffled' (seeded)",
+        py::arg("order"), py::arg("seed") = 0);
+  m.def("kernel_records", &kernel_records,
+        "Per kernel: __launch_bounds__, launches, largest block and dynamic "
+        "shared memory launched");
+  m.def("reset_records", &reset_records);
+  m.def("selftest", &selftest, py::arg("name"));
+}

@@ -1,0 +1,3 @@
+// cuda_emu shim of cuda_runtime.h.
+#pragma once
+#include "cuda_emu.h"
