@@ -33,8 +33,12 @@ def check_compiled_training(model, x, out_fn, backend, tol):
     got, got_grads = _grads(compiled, x, out_fn)
     assert_rel_close(got, want, tol, name='loss')
     assert got_grads.keys() == want_grads.keys()
+    # Gradients of biases followed by a train-mode BatchNorm are zero up to
+    # rounding; measure every error against at least 1e-3 of the largest
+    # gradient of the model.
+    floor = 1e-3 * max(g.abs().max().item() for g in want_grads.values())
     for name, g in want_grads.items():
-        assert_rel_close(got_grads[name], g, tol, name=name)
+        assert_rel_close(got_grads[name], g, tol, name=name, floor=floor)
 
 
 def weighted_sum(outs):
@@ -54,7 +58,7 @@ def test_vrwkv_tiny_compiles_fullgraph(backend):
 def test_vrwkv_adapter_tiny_compiles_fullgraph():
     model = VRWKVAdapter(arch='tiny', img_size=64, drop_path_rate=0.)
     check_compiled_training(model, torch.randn(1, 3, 64, 96), weighted_sum,
-                            'aot_eager', 1e-4)
+                            'aot_eager', 1e-3)
 
 
 def _build(config, scope, **backbone):
@@ -87,7 +91,7 @@ def test_dense_backbone_neck_compiles_fullgraph(config, scope):
     model = _build(config, scope, norm_cfg=dict(type='BN'))
     module = BackboneNeck(model) if scope == 'mmdet' else model.backbone
     check_compiled_training(module, torch.randn(2, 3, 64, 96), weighted_sum,
-                            'aot_eager', 1e-4)
+                            'aot_eager', 1e-3)
 
 
 @pytest.mark.parametrize('model_fn', [
