@@ -1,0 +1,201 @@
+"""ONNX benchmark: VRWKV-T backbone latency in onnxruntime against PyTorch
+eager, on the CPU, in one process with one thread count.
+
+For each input size the backbone (random weights, eval, batch 1, float32,
+output = last layer's feature map) is exported by tools/export_onnx.py
+(Bi-WKV decomposed into standard operators by ``bi_wkv_chunked``) and timed
+three ways, interleaved run by run so that the load of a shared machine
+falls on all of them alike:
+
+* ``torch``: PyTorch eager with the compiled Bi-WKV kernel (the normal
+  path);
+* ``torch_chunked``: PyTorch eager with Bi-WKV as ``bi_wkv_chunked`` (the
+  function the ONNX graph holds), which separates the cost of the
+  decomposition from that of the runtime;
+* ``onnxruntime``: the exported file, CPUExecutionProvider, all graph
+  optimisations, ``intra_op_num_threads`` = the torch thread count,
+  sequential execution.
+
+Each figure is the median of ``--repeats`` timed runs after ``--warmup``
+runs. The JSON also records the largest difference of the onnxruntime
+output from PyTorch's (relative to the output's largest magnitude), the
+export time and file size, versions and the load average before and after.
+
+Usage:
+    python benchmarks/bench_onnx.py [--sizes 224 512] [--repeats 20]
+        [--threads N ...] [--json docs/bench_onnx.json]
+"""
+import argparse
+import importlib.util
+import json
+import os
+import os.path as osp
+import platform
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def load_export_tool():
+    path = osp.join(ROOT, 'tools', 'export_onnx.py')
+    spec = importlib.util.spec_from_file_location('tools_export_onnx', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def cpu_name():
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_average():
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def rel_diff(got, want):
+    return float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-12))
+
+
+def export_size(tool, size, tmp):
+    """The backbone, a sample input and its ONNX file for ``size`` px."""
+    from mmvrwkv.models import VRWKV
+    torch.manual_seed(0)
+    backbone = VRWKV(arch='tiny', img_size=224, patch_size=16,
+                     out_type='featmap').eval()
+    module = tool.TensorForward(backbone, 'backbone')
+    x = torch.randn(1, 3, size, size,
+                    generator=torch.Generator().manual_seed(0))
+    path = osp.join(tmp, f'vrwkv_t_{size}.onnx')
+    start = time.perf_counter()
+    tool.export_onnx(module, x, path)
+    return module, x, path, time.perf_counter() - start
+
+
+def time_case(module, x, path, threads, repeats, warmup):
+    """Median latencies of torch, torch with chunked Bi-WKV and
+    onnxruntime at ``threads`` threads, interleaved run by run."""
+    import onnxruntime as ort
+
+    from mmvrwkv.models.layers import spatial_mix
+    from mmvrwkv.ops.bi_wkv_chunked import bi_wkv_chunked
+    torch.set_num_threads(threads)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = \
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(path, options,
+                                   providers=['CPUExecutionProvider'])
+    feed = {session.get_inputs()[0].name: x.numpy()}
+    compiled_bi_wkv = spatial_mix.bi_wkv
+
+    def run_torch():
+        return module(x)[0].numpy()
+
+    def run_torch_chunked():
+        spatial_mix.bi_wkv = bi_wkv_chunked
+        try:
+            return module(x)[0].numpy()
+        finally:
+            spatial_mix.bi_wkv = compiled_bi_wkv
+
+    def run_ort():
+        return session.run(None, feed)[0]
+
+    runs = {'torch': run_torch, 'torch_chunked': run_torch_chunked,
+            'onnxruntime': run_ort}
+    times = {name: [] for name in runs}
+    outputs = {}
+    load_before = load_average()
+    with torch.no_grad():
+        for _ in range(warmup):
+            for name, fn in runs.items():
+                outputs[name] = fn()
+        for _ in range(repeats):
+            for name, fn in runs.items():
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+    row = dict(threads=threads, timed_runs=repeats)
+    for name, ts in times.items():
+        row[f'{name}_ms'] = round(statistics.median(ts) * 1e3, 2)
+        row[f'{name}_min_ms'] = round(min(ts) * 1e3, 2)
+    row['onnxruntime_vs_torch'] = round(
+        row['onnxruntime_ms'] / row['torch_ms'], 2)
+    row['max_rel_diff_onnxruntime'] = rel_diff(outputs['onnxruntime'],
+                                               outputs['torch'])
+    row['max_rel_diff_torch_chunked'] = rel_diff(outputs['torch_chunked'],
+                                                 outputs['torch'])
+    row['load'] = [load_before, load_average()]
+    return row
+
+
+def print_table(rows):
+    head = ['px', 'T', 'threads', 'torch ms', 'torch + chunked Bi-WKV ms',
+            'onnxruntime ms', 'ort / torch', 'max rel diff (ort)']
+    print('| ' + ' | '.join(head) + ' |')
+    print('|' + '---|' * len(head))
+    for r in rows:
+        print(f"| {r['size']} | {r['tokens']} | {r['threads']} | "
+              f"{r['torch_ms']:.1f} | "
+              f"{r['torch_chunked_ms']:.1f} | {r['onnxruntime_ms']:.1f} | "
+              f"{r['onnxruntime_vs_torch']:.2f} | "
+              f"{r['max_rel_diff_onnxruntime']:.1e} |")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--sizes', type=int, nargs='+', default=[224, 512])
+    p.add_argument('--repeats', type=int, default=20)
+    p.add_argument('--warmup', type=int, default=2)
+    p.add_argument('--threads', type=int, nargs='+', default=None,
+                   help='torch and onnxruntime thread counts, each timed '
+                   "in turn (default: torch's default, the number of "
+                   'cores)')
+    p.add_argument('--json', default=None, help='write the results here')
+    args = p.parse_args()
+    thread_counts = args.threads or [torch.get_num_threads()]
+
+    import onnx
+    import onnxruntime
+    tool = load_export_tool()
+    machine = dict(cpu=cpu_name(), cores=os.cpu_count(),
+                   torch=torch.__version__, onnx=onnx.__version__,
+                   onnxruntime=onnxruntime.__version__,
+                   load_before=load_average())
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes:
+            module, x, path, export_s = export_size(tool, size, tmp)
+            for threads in thread_counts:
+                row = dict(size=size, tokens=(size // 16)**2,
+                           export_s=round(export_s, 1),
+                           onnx_mb=round(osp.getsize(path) / 2**20, 1))
+                row.update(time_case(module, x, path, threads, args.repeats,
+                                     args.warmup))
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    machine['load_after'] = load_average()
+    result = dict(machine=machine, rows=rows)
+    print_table(rows)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(result, f, indent=1)
+            f.write('\n')
+
+
+if __name__ == '__main__':
+    main()
