@@ -76,9 +76,10 @@ def bench_mask_rcnn(h, w, repeats):
 
     def step(compiled):
         # same weights for every step, so that the losses are comparable
+        model.backbone, model.neck = eager_backbone, eager_neck
         model.load_state_dict(state)
-        model.backbone = compiled_backbone if compiled else eager_backbone
-        model.neck = compiled_neck if compiled else eager_neck
+        if compiled:
+            model.backbone, model.neck = compiled_backbone, compiled_neck
         torch.manual_seed(0)
         return model.train_step(batch, optim)['loss'].item()
 
