@@ -311,4 +311,3 @@ def test_kernels_fit_their_launches(resource_usage, launches):
                                     f'shared memory > {SMEM_PER_LAUNCH}')
     print('\n'.join(lines))
     assert not failures, '\n'.join(failures + lines)
-

@@ -258,7 +258,8 @@ class SpatialPriorModule(nn.Module):
             ]
 
         self.stem = nn.Sequential(
-            *conv_bn_relu(3, inplanes, 2), *conv_bn_relu(inplanes, inplanes, 1),
+            *conv_bn_relu(3, inplanes, 2),
+            *conv_bn_relu(inplanes, inplanes, 1),
             *conv_bn_relu(inplanes, inplanes, 1),
             nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
         self.conv2 = nn.Sequential(*conv_bn_relu(inplanes, 2 * inplanes, 2))
