@@ -1,6 +1,8 @@
 """Models; importing this registers them in mmengine's root MODELS registry,
 which the mmpretrain, mmdet and mmsegmentation registries inherit from."""
-from .backbones import VRWKV, VRWKVAdapter  # noqa: F401
+from .backbones import VRWKV, VRWKV6, VRWKVAdapter  # noqa: F401
 from .layers import ChannelMix, SpatialMix, VRWKVBlock  # noqa: F401
 
-__all__ = ['VRWKV', 'VRWKVAdapter', 'VRWKVBlock', 'SpatialMix', 'ChannelMix']
+__all__ = [
+    'VRWKV', 'VRWKV6', 'VRWKVAdapter', 'VRWKVBlock', 'SpatialMix', 'ChannelMix'
+]

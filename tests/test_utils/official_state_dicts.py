@@ -274,3 +274,71 @@ def official_demo_models():
     mmseg0_upernet_heads(seg, 96, num_classes=4, channels=64,
                          aux_channels=64)
     return det, seg
+
+
+# VRWKV6 (classification/configs/vrwkv6/vrwkv6_{tiny,small,base}_*_in1k.py):
+# embed_dims, depth, layer scale (init_values) in the classifiers
+PRESETS_V6 = dict(
+    tiny=dict(dims=192, depth=12, layer_scale=False),
+    small=dict(dims=384, depth=12, layer_scale=True),
+    base=dict(dims=768, depth=12, layer_scale=True),
+)
+
+
+def vrwkv6(s, p, dims, depth, layer_scale, img=224, key_norm=False,
+           final_norm=True, patch=16, hidden_rate=4, in_channels=3,
+           head_size=64):
+    """Official VRWKV6 backbone parameters under prefix ``p``, from
+    classification/mmcls_custom/models/backbones/vrwkv6.py: Block (ln0 in
+    layer 0, ln1, ln2, gamma1/gamma2 with init_values), att =
+    VRWKV_SpatialMix_V6 (time_maa_{x,w,k,v,r,g} (1, 1, C); time_maa_w1
+    (C, 32 * 5); time_maa_w2 (5, 32, C); time_decay (1, 1, C);
+    time_decay_w1 (C, 64); time_decay_w2 (64, C); time_faaaa
+    (heads, 64); key/value/receptance/gate/output without bias; ln_x =
+    GroupNorm(heads, C)), ffn = VRWKV_ChannelMix (as VRWKV's)."""
+    s.conv(f'{p}patch_embed.projection', in_channels, dims, patch)
+    s[f'{p}pos_embed'] = (1, (img // patch)**2, dims)
+    hidden = hidden_rate * dims
+    for i in range(depth):
+        b = f'{p}layers.{i}.'
+        s.norm(b + 'ln1', dims)
+        s.norm(b + 'ln2', dims)
+        if i == 0:
+            s.norm(b + 'ln0', dims)
+        a = b + 'att.'
+        for m in 'xwkvrg':
+            s[a + f'time_maa_{m}'] = (1, 1, dims)
+        s[a + 'time_maa_w1'] = (dims, 32 * 5)
+        s[a + 'time_maa_w2'] = (5, 32, dims)
+        s[a + 'time_decay'] = (1, 1, dims)
+        s[a + 'time_decay_w1'] = (dims, 64)
+        s[a + 'time_decay_w2'] = (64, dims)
+        s[a + 'time_faaaa'] = (dims // head_size, head_size)
+        for m in ('key', 'value', 'receptance', 'gate'):
+            s.linear(a + m, dims, dims, bias=False)
+        if key_norm:
+            s.norm(a + 'key_norm', dims)
+        s.linear(a + 'output', dims, dims, bias=False)
+        s.norm(a + 'ln_x', dims)
+        for m in 'kr':
+            s[b + f'ffn.spatial_mix_{m}'] = (1, 1, dims)
+        s.linear(b + 'ffn.key', dims, hidden, bias=False)
+        if key_norm:
+            s.norm(b + 'ffn.key_norm', hidden)
+        s.linear(b + 'ffn.receptance', dims, dims, bias=False)
+        s.linear(b + 'ffn.value', hidden, dims, bias=False)
+        if layer_scale:
+            s[b + 'gamma1'] = (dims, )
+            s[b + 'gamma2'] = (dims, )
+    if final_norm:
+        s.norm(f'{p}ln1', dims)
+
+
+def official_vrwkv6_classifier(arch, num_classes=1000):
+    """vrwkv6_{t,s,b}_in1k_224.pth (mmcls 0.x ImageClassifier:
+    GlobalAveragePooling has no parameters, LinearClsHead is head.fc)."""
+    c = PRESETS_V6[arch]
+    s = Shapes()
+    vrwkv6(s, 'backbone.', c['dims'], c['depth'], c['layer_scale'])
+    s.linear('head.fc', c['dims'], num_classes)
+    return s

@@ -66,3 +66,28 @@ def channel_mix_init(init_mode: str, channels: int, layer_id: int,
     _, r10 = _ratios(layer_id, num_layers)
     x = _ramp(channels)
     return dict(spatial_mix_k=x.pow(r10), spatial_mix_r=x.pow(r10))
+
+
+def spatial_mix_v6_init(channels: int, num_heads: int, layer_id: int,
+                        num_layers: int) -> Dict[str, torch.Tensor]:
+    """The official VRWKV6 ('fancy') initial values of the Spatial Mix's
+    per-channel parameters: time_maa_{x,w,k,v,r,g} (1, 1, C), time_decay
+    (1, 1, C) and time_faaaa (heads, C // heads). (The low-rank matrices
+    start uniform in +-1e-4, see :class:`SpatialMixV6`.)"""
+    r01, r10 = _ratios(layer_id, num_layers)
+    x = _ramp(channels)
+    shift_kw = 1.0 - x.pow(r10)
+    shift_rg = 1.0 - x.pow(0.5 * r10)
+    h = torch.arange(channels, dtype=torch.float32) / max(channels - 1, 1)
+    decay = -6 + 5 * h.pow(0.7 + 1.3 * r01)
+    zigzag = torch.tensor([(i + 1) % 3 - 1 for i in range(channels)],
+                          dtype=torch.float32) * 0.1
+    return dict(
+        time_maa_x=shift_kw,
+        time_maa_w=shift_kw.clone(),
+        time_maa_k=shift_kw.clone(),
+        time_maa_v=1.0 - (x.pow(r10) + 0.3 * r01),
+        time_maa_r=shift_rg,
+        time_maa_g=shift_rg.clone(),
+        time_decay=decay.view(1, 1, channels),
+        time_faaaa=(r01 * (1 - h) + zigzag).view(num_heads, -1))

@@ -24,27 +24,71 @@ def q_shift(x: torch.Tensor, shift_pixel: int, gamma: float,
     """
     B, N, C = x.shape
     H, W = patch_resolution
+    groups = [int(C * gamma * i) for i in range(5)]
+    return _quad_shift(x.reshape(B, H, W, C), shift_pixel,
+                       groups).reshape(B, N, C)
+
+
+def q_shift_multihead(x: torch.Tensor, shift_pixel: int, gamma: float,
+                      patch_resolution: Sequence[int],
+                      head_dim: int = 64) -> torch.Tensor:
+    """Q-Shift within each head (VRWKV6's ``q_shift_multihead``).
+
+    As :func:`q_shift`, but the four direction groups are taken in every
+    head of ``head_dim`` channels: channels ``[0, g)`` of each head come
+    from the left, ``[g, 2g)`` from the right, ``[2g, 3g)`` from above and
+    ``[3g, 4g)`` from below, ``g = int(head_dim * gamma)``. With gamma 1/4
+    (VRWKV6) every channel is shifted.
+
+    Args:
+        x (Tensor): tokens, shape (B, N, C), C a multiple of ``head_dim``.
+        shift_pixel (int): shift distance in tokens.
+        gamma (float): fraction of each head's channels per direction.
+        patch_resolution (Sequence[int]): (H, W).
+        head_dim (int): channels per head. Defaults to 64.
+
+    Returns:
+        Tensor: shifted tokens, shape (B, N, C).
+    """
+    B, N, C = x.shape
+    H, W = patch_resolution
+    if C % head_dim:
+        raise ValueError(f'q_shift_multihead: {C} channels are not a whole '
+                         f'number of heads of {head_dim}')
+    groups = [int(head_dim * gamma * i) for i in range(5)]
+    src = x.reshape(B, H, W, C // head_dim, head_dim)
+    return _quad_shift(src, shift_pixel, groups).reshape(B, N, C)
+
+
+def _quad_shift(src: torch.Tensor, shift_pixel: int,
+                groups: Sequence[int]) -> torch.Tensor:
+    """Shift the channel groups ``groups[0]:groups[1]``, ... of
+    ``src`` (B, H, W, ..., c) from the left, right, above and below (zeros
+    outside the image); channels from ``groups[4]`` on are kept."""
+    H, W = src.shape[1:3]
     # A shift of the whole grid or more leaves only zeros in that direction.
     sw, sh = min(shift_pixel, W), min(shift_pixel, H)
-    g1, g2, g3, g4 = (int(C * gamma * i) for i in range(1, 5))
-    src = x.reshape(B, H, W, C)
+    g0, g1, g2, g3, g4 = groups
     out = torch.empty_like(src)
     # from the left / right neighbour (along W)
-    out[:, :, sw:, :g1] = src[:, :, :W - sw, :g1]
-    out[:, :, :sw, :g1] = 0
-    out[:, :, :W - sw, g1:g2] = src[:, :, sw:, g1:g2]
-    out[:, :, W - sw:, g1:g2] = 0
+    out[:, :, sw:, ..., g0:g1] = src[:, :, :W - sw, ..., g0:g1]
+    out[:, :, :sw, ..., g0:g1] = 0
+    out[:, :, :W - sw, ..., g1:g2] = src[:, :, sw:, ..., g1:g2]
+    out[:, :, W - sw:, ..., g1:g2] = 0
     # from the neighbour above / below (along H)
-    out[:, sh:, :, g2:g3] = src[:, :H - sh, :, g2:g3]
-    out[:, :sh, :, g2:g3] = 0
-    out[:, :H - sh, :, g3:g4] = src[:, sh:, :, g3:g4]
-    out[:, H - sh:, :, g3:g4] = 0
+    out[:, sh:, :, ..., g2:g3] = src[:, :H - sh, :, ..., g2:g3]
+    out[:, :sh, :, ..., g2:g3] = 0
+    out[:, :H - sh, :, ..., g3:g4] = src[:, sh:, :, ..., g3:g4]
+    out[:, H - sh:, :, ..., g3:g4] = 0
     out[..., g4:] = src[..., g4:]
-    return out.reshape(B, N, C)
+    return out
 
 
 # Explicit lookup for the ``shift_mode`` option (the official code eval()s it).
-SHIFT_FUNCS: Dict[str, Callable] = {'q_shift': q_shift}
+SHIFT_FUNCS: Dict[str, Callable] = {
+    'q_shift': q_shift,
+    'q_shift_multihead': q_shift_multihead,
+}
 
 
 def get_shift_func(shift_mode: str) -> Callable:
