@@ -1,5 +1,6 @@
 """Bad input to the backbones gets a ValueError (RuntimeError for NaN/Inf,
-checked without a host sync) naming the problem and the fix, not a deep torch error or silent garbage (docs/reliability.md)."""
+checked without a host sync) naming the problem and the fix, not a deep
+torch error or silent garbage (docs/reliability.md)."""
 import pytest
 import torch
 from mmengine.runner import load_checkpoint
