@@ -33,7 +33,10 @@ def inputs(T, C, dtype, k_scale, w, seed=0, device='cpu'):
          k_scale).to(dtype)
     v = torch.randn(1, T, C, generator=g, dtype=torch.float64).to(dtype)
     u = torch.randn(C, generator=g, dtype=torch.float64).to(wdt)
-    return [x.to(tensor_device(device)) for x in (w.to(wdt), u, k, v)]
+    # a copy of w: callers set requires_grad on the returned tensors, and
+    # .to() of the same dtype and device would return W_EXTREME itself
+    return [x.to(tensor_device(device))
+            for x in (w.to(wdt, copy=True), u, k, v)]
 
 
 # w per channel: strong growth (-), none, strong decay (+); the model passes

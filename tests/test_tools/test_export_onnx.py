@@ -99,7 +99,8 @@ def test_bi_wkv_op_in_onnxruntime(case, tmp_path):
                       input_names=list('wukv')).save(path,
                                                      external_data=False)
     session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
-    y = session.run(None, {n: x.numpy() for n, x in zip('wukv', args)})[0]
+    y = session.run(None, {n: x.detach().numpy()
+                           for n, x in zip('wukv', args)})[0]
     assert_rel_close(torch.from_numpy(y), naive_bi_wkv(w, u, k, v), 1e-5)
 
 
