@@ -16,12 +16,13 @@ struct Block {
   int64_t at(int64_t t) const { return (b * T + t) * C + c0; }
 };
 
-// Scratch accumulators per task: the forward keeps the right sums and the
-// largest key of every chunk, and one chunk's right sums and e^{k - K}; the
-// backward keeps five rows per token.
+// Scratch accumulators per task: the forward keeps the right sums (num, den,
+// m, n) and the largest key of every chunk, one chunk's right sums, e^{-j w}
+// for a chunk, and every token's e^{k - K} (the fast path); the backward
+// keeps six rows per token.
 inline int64_t forward_scratch_size(int64_t T) {
-  return (4 * ((T + kChunk - 1) / kChunk) + 3 * kChunk) * kLanes;
+  return (5 * ((T + kChunk - 1) / kChunk) + 4 * kChunk + T) * kLanes;
 }
-inline int64_t backward_scratch_size(int64_t T) { return 5 * T * kLanes; }
+inline int64_t backward_scratch_size(int64_t T) { return 6 * T * kLanes; }
 
 }  // namespace bi_wkv

@@ -13,8 +13,54 @@
 #include "bi_wkv_cpu_block.h"
 #include "bi_wkv_cpu_vec.h"
 
+// On the per-token lane loops: iterations touch only their own lane, so no
+// run-time alias checks are needed. Without it, gcc gives up vectorising the
+// backward's loops (more pointers than its limit of alias checks).
+#if defined(__GNUC__) && !defined(__clang__)
+#define BIWKV_LANES _Pragma("GCC ivdep")
+#else
+#define BIWKV_LANES
+#endif
+
 namespace bi_wkv {
 inline namespace BIWKV_ISA {
+
+// The scan states of a block's kLanes lanes, field by field (so that lane
+// loops vectorise); get/set move one lane's state in and out. Without
+// kCompensated, the compensations are not kept (0: for the lazy sums).
+template <typename acc_t, bool kCompensated = true>
+struct SumLanes {
+  acc_t num[kLanes], den[kLanes], m[kLanes], n[kLanes], cnum[kLanes],
+      cden[kLanes];
+  void reset() {
+    for (int64_t l = 0; l < kLanes; ++l) set(l, empty_sum<acc_t>());
+  }
+  Sum<acc_t> get(int64_t l) const {
+    if constexpr (kCompensated)
+      return {num[l], den[l], m[l], n[l], cnum[l], cden[l]};
+    return {num[l], den[l], m[l], n[l], acc_t(0), acc_t(0)};
+  }
+  void set(int64_t l, const Sum<acc_t>& s) {
+    num[l] = s.num, den[l] = s.den, m[l] = s.m, n[l] = s.n;
+    if constexpr (kCompensated) cnum[l] = s.cnum, cden[l] = s.cden;
+  }
+};
+
+template <typename acc_t>
+struct MomentLanes {
+  acc_t num[kLanes], den[kLanes], qnum[kLanes], qden[kLanes], m[kLanes],
+      n[kLanes], cqnum[kLanes], cqden[kLanes];
+  void reset() {
+    for (int64_t l = 0; l < kLanes; ++l) set(l, empty_moments<acc_t>());
+  }
+  Moments<acc_t> get(int64_t l) const {
+    return {num[l], den[l], qnum[l], qden[l], m[l], n[l], cqnum[l], cqden[l]};
+  }
+  void set(int64_t l, const Moments<acc_t>& s) {
+    num[l] = s.num, den[l] = s.den, qnum[l] = s.qnum, qden[l] = s.qden;
+    m[l] = s.m, n[l] = s.n, cqnum[l] = s.cqnum, cqden[l] = s.cqden;
+  }
+};
 
 // Fast forward for the parameters real models have (every lane of the block
 // with |w| <= kFastMaxDecay and |u| <= kFastMaxBonus; float accumulators).
@@ -31,7 +77,7 @@ inline namespace BIWKV_ISA {
 // out: it moves y by at most 1e-6 relative.
 // The per-token loops use explicit vectors (bi_wkv_cpu_vec.h): 1.4-2x faster
 // than the same lane loops left to the auto-vectoriser. Pass 1 keeps each
-// chunk's largest key for pass 2.
+// chunk's largest key K and every token's e^{k - K} for pass 2.
 constexpr float kFastMaxDecay = 16.0f / kChunk;
 constexpr float kFastMaxBonus = 20.0f;
 
@@ -42,16 +88,18 @@ inline bool fast_forward_ok(const float* w, const float* u) {
   return ok;
 }
 
-// Carried sum (num, den) * e^{m} <- itself decayed over n tokens plus the
-// chunk's own sum (inum, iden) * e^{im}.
+// Carried sum (num, den) * e^{m - n w} <- itself decayed over steps tokens
+// plus the chunk's own sum (inum, iden) * e^{im}.
 inline void carry(float* __restrict__ num, float* __restrict__ den,
-                  float* __restrict__ m, const float* __restrict__ inum,
+                  float* __restrict__ m, float* __restrict__ n,
+                  const float* __restrict__ inum,
                   const float* __restrict__ iden, const float* __restrict__ im,
-                  const float* __restrict__ w, float n) {
+                  const float* __restrict__ w, float steps) {
   for (int64_t l = 0; l < kLanes; ++l) {
-    Sum<float> s{num[l], den[l], m[l] - n * w[l]};
-    merge(s, Sum<float>{inum[l], iden[l], im[l]});
-    num[l] = s.num, den[l] = s.den, m[l] = s.m;
+    Sum<float> s{num[l], den[l], m[l], n[l], 0.0f, 0.0f};
+    decay(s, steps);
+    merge(s, Sum<float>{inum[l], iden[l], im[l], 0.0f, 0.0f, 0.0f}, w[l]);
+    num[l] = s.total_num(), den[l] = s.total_den(), m[l] = s.m, n[l] = s.n;
   }
 }
 
@@ -66,21 +114,47 @@ void forward_block_fast(const Block& blk, const float* __restrict__ w,
   float* __restrict__ bnum = scratch;  // carried right sums at chunk ends
   float* __restrict__ bden = bnum + nchunks * kLanes;
   float* __restrict__ bm = bden + nchunks * kLanes;
-  float* __restrict__ rnum = bm + nchunks * kLanes;  // a chunk's right sums
+  float* __restrict__ bn = bm + nchunks * kLanes;
+  float* __restrict__ rnum = bn + nchunks * kLanes;  // a chunk's right sums
   float* __restrict__ rden = rnum + CL;
-  float* __restrict__ ek = rden + CL;  // and its e^{k - K}
-  float* __restrict__ bK = ek + CL;    // each chunk's largest key
+  float* __restrict__ pw = rden + CL;  // e^{-j w}, j = 0 .. kChunk - 1
+  float* __restrict__ bK = pw + CL;    // each chunk's largest key
+  float* __restrict__ ek = bK + nchunks * kLanes;  // every token's e^{k - K}
   // Per-lane values used once per chunk stay arrays; the per-token loops
   // work on kVecs vectors of them (register-resident across tokens).
   float K[kLanes], kf[kLanes], cl[kLanes], rn[kLanes], rd[kLanes];
-  float num[kLanes], den[kLanes], m[kLanes];  // carried sum
-  float inum[kLanes], iden[kLanes];           // the chunk's own sum
+  float num[kLanes], den[kLanes], m[kLanes], n[kLanes];  // carried sum
+  float inum[kLanes], iden[kLanes];  // the chunk's own sum
+  // e^{-w} in double (|w| <= 1/4: 13 Taylor terms, 1e-17; vectorises where
+  // std::exp would be 16 calls), for ew and the table below.
+  double ewd[kLanes], p[kLanes];
+  constexpr double kInvFact[14] = {
+      1.0,           1.0,           1.0 / 2,          1.0 / 6,
+      1.0 / 24,      1.0 / 120,     1.0 / 720,        1.0 / 5040,
+      1.0 / 40320,   1.0 / 362880,  1.0 / 3628800,    1.0 / 39916800,
+      1.0 / 479001600, 1.0 / 6227020800.0};
+  for (int64_t l = 0; l < kLanes; ++l) {
+    const double x = -double(w[l]);
+    double e = kInvFact[13];
+    for (int64_t i = 12; i >= 0; --i) e = e * x + kInvFact[i];
+    ewd[l] = e;
+  }
   vfloat ew[kVecs], eu[kVecs];
   for (int64_t j = 0; j < kVecs; ++j) {
     for (int64_t i = 0; i < kVecWidth; ++i) {
-      ew[j][i] = std::exp(-w[j * kVecWidth + i]);
+      ew[j][i] = float(ewd[j * kVecWidth + i]);
       eu[j][i] = std::exp(u[j * kVecWidth + i]);
     }
+  }
+  // The sums carried into a chunk decay by e^{-j w} from a table: multiplied
+  // by e^{-w} at every token, they would drift by a rounding per token that
+  // is the same each time (for w ~ 1e-6: up to 1/3 of the change, an ulp of
+  // about 1e-7), up to 64 times in a chunk, 2e-6 in y. Inside a chunk, the
+  // scans' own terms still do; cheaper than compensating, and below 1e-6.
+  for (int64_t l = 0; l < kLanes; ++l) p[l] = 1.0;
+  for (int64_t j = 0; j < kChunk; ++j) {
+    for (int64_t l = 0; l < kLanes; ++l)
+      pw[j * kLanes + l] = float(p[l]), p[l] *= ewd[l];
   }
   auto max_key = [&](int64_t t0, int64_t t1) {
     vfloat mx[kVecs];
@@ -92,23 +166,39 @@ void forward_block_fast(const Block& blk, const float* __restrict__ w,
     }
     for (int64_t j = 0; j < kVecs; ++j) vstore(K + j * kVecWidth, mx[j]);
   };
-  // (sn, sd) <- (sn, sd) e^{-w} + e^{k - K} (v, 1) from t1 - 1 down to t0;
-  // with keep, also stores e^{k - K} and the sums before each token.
+  // (sn, sd) <- (sn, sd) e^{-w} + e^{k - K} f (v, 1) from t1 - 1 down to t0,
+  // starting from 0, into (sn_, sd_). Without keep (pass 1), f = 1 and it
+  // stores e^{k - K}; with keep (pass 2), it reads e^{k - K} back and stores,
+  // before each token, (sn, sd) plus the carried sum (cn_, cd_) decayed from
+  // t1 - 1.
   auto right_scan = [&](int64_t t0, int64_t t1, float* sn_, float* sd_,
-                        const float* factor, bool keep) {
-    vfloat sn[kVecs], sd[kVecs], Kv[kVecs], fv[kVecs];
+                        auto keep, const float* factor = nullptr,
+                        const float* cn_ = nullptr,
+                        const float* cd_ = nullptr) {
+    constexpr bool kKeep = decltype(keep)::value;
+    vfloat sn[kVecs], sd[kVecs], cn[kVecs], cd[kVecs], Kv[kVecs], fv[kVecs];
     for (int64_t j = 0; j < kVecs; ++j) {
-      sn[j] = vload(sn_ + j * kVecWidth), sd[j] = vload(sd_ + j * kVecWidth);
-      Kv[j] = vload(K + j * kVecWidth), fv[j] = vload(factor + j * kVecWidth);
+      const int64_t q = j * kVecWidth;
+      sn[j] = splat(0.0f), sd[j] = splat(0.0f), Kv[j] = vload(K + q);
+      if constexpr (kKeep) {
+        cn[j] = vload(cn_ + q), cd[j] = vload(cd_ + q);
+        fv[j] = vload(factor + q);
+      }
     }
     for (int64_t t = t1 - 1; t >= t0; --t) {
       const int64_t o = blk.at(t), s = (t - t0) * kLanes;
       for (int64_t j = 0; j < kVecs; ++j) {
         const int64_t q = j * kVecWidth;
-        const vfloat e = vexp_nonpos(vload(k + o + q) - Kv[j]), es = e * fv[j];
-        if (keep) {
-          vstore(ek + s + q, e), vstore(rnum + s + q, sn[j]);
-          vstore(rden + s + q, sd[j]);
+        vfloat e, es;
+        if constexpr (kKeep) {
+          e = vload(ek + t * kLanes + q);
+          const vfloat p = vload(pw + (t1 - 1 - t) * kLanes + q);
+          vstore(rnum + s + q, sn[j] + cn[j] * p);
+          vstore(rden + s + q, sd[j] + cd[j] * p);
+          es = e * fv[j];
+        } else {
+          e = vexp_nonpos(vload(k + o + q) - Kv[j]), es = e;
+          vstore(ek + t * kLanes + q, e);
         }
         sn[j] = sn[j] * ew[j] + es * vload(v + o + q);
         sd[j] = sd[j] * ew[j] + es;
@@ -117,43 +207,52 @@ void forward_block_fast(const Block& blk, const float* __restrict__ w,
     for (int64_t j = 0; j < kVecs; ++j)
       vstore(sn_ + j * kVecWidth, sn[j]), vstore(sd_ + j * kVecWidth, sd[j]);
   };
-  float one[kLanes];
-  for (int64_t l = 0; l < kLanes; ++l) one[l] = 1.0f;
 
   // Pass 1: right sums over i >= (c + 1) * kChunk, for every chunk c.
-  for (int64_t l = 0; l < kLanes; ++l) num[l] = 0, den[l] = 0, m[l] = kEmpty;
+  for (int64_t l = 0; l < kLanes; ++l)
+    num[l] = 0, den[l] = 0, m[l] = kEmpty, n[l] = 0;
   for (int64_t c = nchunks - 1; c >= 0; --c) {
     const int64_t b = c * kLanes;
-    for (int64_t l = 0; l < kLanes; ++l)
-      bnum[b + l] = num[l], bden[b + l] = den[l], bm[b + l] = m[l];
-    if (c == 0) break;
+    for (int64_t l = 0; l < kLanes; ++l) {
+      bnum[b + l] = num[l], bden[b + l] = den[l];
+      bm[b + l] = m[l], bn[b + l] = n[l];
+    }
     const int64_t t0 = c * kChunk, t1 = std::min(T, t0 + kChunk);
     max_key(t0, t1);
-    for (int64_t l = 0; l < kLanes; ++l) inum[l] = 0, iden[l] = 0, bK[b + l] = K[l];
-    right_scan(t0, t1, inum, iden, one, false);
-    carry(num, den, m, inum, iden, K, w, float(t1 - t0));
+    if (c == 0) {  // only e^{k - K}
+      for (int64_t l = 0; l < kLanes; ++l) bK[b + l] = K[l];
+      for (int64_t t = t0; t < t1; ++t)
+        for (int64_t j = 0; j < kVecs; ++j)
+          vstore(ek + t * kLanes + j * kVecWidth,
+                 vexp_nonpos(vload(k + blk.at(t) + j * kVecWidth) -
+                             vload(K + j * kVecWidth)));
+      break;
+    }
+    for (int64_t l = 0; l < kLanes; ++l) bK[b + l] = K[l];
+    right_scan(t0, t1, inum, iden, std::false_type{});
+    carry(num, den, m, n, inum, iden, K, w, float(t1 - t0));
   }
   // Pass 2, chunk by chunk, carrying the left sum.
-  for (int64_t l = 0; l < kLanes; ++l) num[l] = 0, den[l] = 0, m[l] = kEmpty;
+  for (int64_t l = 0; l < kLanes; ++l)
+    num[l] = 0, den[l] = 0, m[l] = kEmpty, n[l] = 0;
   for (int64_t c = 0; c < nchunks; ++c) {
     const int64_t t0 = c * kChunk, t1 = std::min(T, t0 + kChunk), b = c * kLanes;
-    if (c == 0) {
-      max_key(t0, t1);  // pass 1 did not visit chunk 0
-    } else {
-      for (int64_t l = 0; l < kLanes; ++l) K[l] = bK[b + l];
-    }
+    for (int64_t l = 0; l < kLanes; ++l) K[l] = bK[b + l];
     for (int64_t l = 0; l < kLanes; ++l) {
-      float S = K[l] > m[l] ? K[l] : m[l];
-      S = bm[b + l] > S ? bm[b + l] : S;
+      // S: any float near the largest exponent; the factors are taken from
+      // the exact differences (gap), so S's rounding cancels out.
+      const float xl = m[l] - n[l] * w[l], xr = bm[b + l] - bn[b + l] * w[l];
+      float S = K[l] > xl ? K[l] : xl;
+      S = xr > S ? xr : S;
       kf[l] = exp_nonpos(K[l] - S);
-      cl[l] = exp_nonpos(m[l] - S);
-      const float cr = exp_nonpos(bm[b + l] - S);
+      cl[l] = exp_nonpos(gap(m[l], n[l], S, 0.0f, w[l]));
+      const float cr = exp_nonpos(gap(bm[b + l], bn[b + l], S, 0.0f, w[l]));
       rn[l] = bnum[b + l] * cr, rd[l] = bden[b + l] * cr;
     }
     // Right sums in the scale S, and e^{k - K}.
-    right_scan(t0, t1, rn, rd, kf, true);
+    right_scan(t0, t1, inum, iden, std::true_type{}, kf, rn, rd);
     // Left to right: the chunk's own left sum in the scale K, the carried
-    // one entering with the factor cl (scale S, decaying per token).
+    // one entering with the factor cl (scale S, decayed by the table).
     vfloat ln[kVecs], ld[kVecs], cn[kVecs], cd[kVecs], kfv[kVecs];
     for (int64_t j = 0; j < kVecs; ++j) {
       const int64_t q = j * kVecWidth;
@@ -165,19 +264,18 @@ void forward_block_fast(const Block& blk, const float* __restrict__ w,
       const int64_t o = blk.at(t), s = (t - t0) * kLanes;
       for (int64_t j = 0; j < kVecs; ++j) {
         const int64_t q = j * kVecWidth;
-        const vfloat e = vload(ek + s + q), vv = vload(v + o + q);
-        const vfloat self = eu[j] * e;
-        const vfloat yn = (ln[j] + self * vv) * kfv[j] + cn[j] + vload(rnum + s + q);
-        const vfloat yd = (ld[j] + self) * kfv[j] + cd[j] + vload(rden + s + q);
+        const vfloat e = vload(ek + t * kLanes + q), vv = vload(v + o + q);
+        const vfloat self = eu[j] * e, p = vload(pw + s + q);
+        const vfloat yn = (ln[j] + self * vv) * kfv[j] + cn[j] * p + vload(rnum + s + q);
+        const vfloat yd = (ld[j] + self) * kfv[j] + cd[j] * p + vload(rden + s + q);
         vstore(y + o + q, yn / yd);
         ln[j] = ln[j] * ew[j] + e * vv;
         ld[j] = ld[j] * ew[j] + e;
-        cn[j] *= ew[j], cd[j] *= ew[j];
       }
     }
     for (int64_t j = 0; j < kVecs; ++j)
       vstore(inum + j * kVecWidth, ln[j]), vstore(iden + j * kVecWidth, ld[j]);
-    carry(num, den, m, inum, iden, K, w, float(t1 - t0));
+    carry(num, den, m, n, inum, iden, K, w, float(t1 - t0));
   }
 }
 
@@ -201,53 +299,64 @@ void forward_block(const Block& blk, const acc_t* __restrict__ w,
   acc_t* __restrict__ bnum = scratch;  // right sums at chunk ends
   acc_t* __restrict__ bden = bnum + nchunks * kLanes;
   acc_t* __restrict__ bm = bden + nchunks * kLanes;
-  acc_t* __restrict__ rnum = bm + nchunks * kLanes;  // one chunk's right sums
+  acc_t* __restrict__ bn = bm + nchunks * kLanes;
+  acc_t* __restrict__ rnum = bn + nchunks * kLanes;  // one chunk's right sums
   acc_t* __restrict__ rden = rnum + CL;
   acc_t* __restrict__ rm = rden + CL;
-  acc_t num[kLanes], den[kLanes], m[kLanes];     // a right sum
-  acc_t lnum[kLanes], lden[kLanes], lm[kLanes];  // the left sum
+  acc_t* __restrict__ rn = rm + CL;
+  SumLanes<acc_t> r, lt;  // a right sum, the left sum
 
   // Pass 1: right sums over i >= (c + 1) * kChunk, for every chunk c.
-  for (int64_t l = 0; l < kLanes; ++l) num[l] = 0, den[l] = 0, m[l] = acc_t(kEmpty);
+  r.reset();
   for (int64_t c = nchunks - 1; c >= 0; --c) {
     const int64_t b = c * kLanes;
-    for (int64_t l = 0; l < kLanes; ++l)
-      bnum[b + l] = num[l], bden[b + l] = den[l], bm[b + l] = m[l];
+    BIWKV_LANES
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const Sum<acc_t> st = r.get(l);
+      bnum[b + l] = st.total_num(), bden[b + l] = st.total_den();
+      bm[b + l] = st.m, bn[b + l] = st.n;
+    }
     const int64_t t0 = c > 0 ? c * kChunk : T;  // chunk 0 needs no scan
     for (int64_t t = std::min(T, t0 + kChunk) - 1; t >= t0; --t) {
       const int64_t o = blk.at(t);
+      BIWKV_LANES
       for (int64_t l = 0; l < kLanes; ++l) {
-        Sum<acc_t> st{num[l], den[l], m[l]};
+        Sum<acc_t> st = r.get(l);
         step(st, w[l], acc_t(k[o + l]), acc_t(v[o + l]));
-        num[l] = st.num, den[l] = st.den, m[l] = st.m;
+        r.set(l, st);
       }
     }
   }
   // Pass 2, chunk by chunk.
-  for (int64_t l = 0; l < kLanes; ++l) lnum[l] = 0, lden[l] = 0, lm[l] = acc_t(kEmpty);
+  lt.reset();
   for (int64_t c = 0; c < nchunks; ++c) {
     const int64_t t0 = c * kChunk, t1 = std::min(T, t0 + kChunk), b = c * kLanes;
+    BIWKV_LANES
     for (int64_t l = 0; l < kLanes; ++l)
-      num[l] = bnum[b + l], den[l] = bden[b + l], m[l] = bm[b + l];
+      r.set(l, {bnum[b + l], bden[b + l], bm[b + l], bn[b + l], 0, 0});
     for (int64_t t = t1 - 1; t >= t0; --t) {
       const int64_t o = blk.at(t), s = (t - t0) * kLanes;
+      BIWKV_LANES
       for (int64_t l = 0; l < kLanes; ++l) {
-        rnum[s + l] = num[l], rden[s + l] = den[l], rm[s + l] = m[l];
-        Sum<acc_t> st{num[l], den[l], m[l]};
+        Sum<acc_t> st = r.get(l);
+        rnum[s + l] = st.total_num(), rden[s + l] = st.total_den();
+        rm[s + l] = st.m, rn[s + l] = st.n;
         step(st, w[l], acc_t(k[o + l]), acc_t(v[o + l]));
-        num[l] = st.num, den[l] = st.den, m[l] = st.m;
+        r.set(l, st);
       }
     }
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t o = blk.at(t), s = (t - t0) * kLanes;
+      BIWKV_LANES
       for (int64_t l = 0; l < kLanes; ++l) {
         const acc_t kk = k[o + l], vv = v[o + l];
-        const Combined<acc_t> cb = combine(lnum[l], lden[l], lm[l], rnum[s + l],
-                                           rden[s + l], rm[s + l], u[l], kk, vv);
+        Sum<acc_t> st = lt.get(l);
+        const Combined<acc_t> cb =
+            combine(st.total_num(), st.total_den(), st.m, st.n, rnum[s + l],
+                    rden[s + l], rm[s + l], rn[s + l], w[l], u[l], kk, vv);
         y[o + l] = static_cast<scalar_t>(cb.y);
-        Sum<acc_t> st{lnum[l], lden[l], lm[l]};
         step(st, w[l], kk, vv);
-        lnum[l] = st.num, lden[l] = st.den, lm[l] = st.m;
+        lt.set(l, st);
       }
     }
   }
@@ -275,63 +384,72 @@ void backward_block(const Block& blk, const acc_t* __restrict__ w,
   acc_t* __restrict__ s2 = scratch + 2 * TL;
   acc_t* __restrict__ s3 = scratch + 3 * TL;
   acc_t* __restrict__ s4 = scratch + 4 * TL;
-  acc_t num[kLanes], den[kLanes], qnum[kLanes], qden[kLanes], m[kLanes];
-  acc_t gw_acc[kLanes], gu_acc[kLanes];
-  auto reset = [&]() {
-    for (int64_t l = 0; l < kLanes; ++l)
-      num[l] = 0, den[l] = 0, qnum[l] = 0, qden[l] = 0, m[l] = acc_t(kEmpty);
-  };
+  acc_t* __restrict__ s5 = scratch + 5 * TL;
+  MomentLanes<acc_t> st;
+  // dL/dw, dL/du: sums over all T tokens, compensated (c*) as the moments.
+  acc_t gw_acc[kLanes], gu_acc[kLanes], cgw[kLanes], cgu[kLanes];
 
   // Pass 1, right-to-left: right sums with moments, for every t.
-  reset();
+  st.reset();
   for (int64_t t = T - 1; t >= 0; --t) {
     const int64_t o = blk.at(t), s = t * kLanes;
+    BIWKV_LANES
     for (int64_t l = 0; l < kLanes; ++l) {
-      s0[s + l] = num[l], s1[s + l] = den[l], s2[s + l] = qnum[l];
-      s3[s + l] = qden[l], s4[s + l] = m[l];
-      Moments<acc_t> st{num[l], den[l], qnum[l], qden[l], m[l]};
-      step(st, w[l], acc_t(k[o + l]), acc_t(v[o + l]));
-      num[l] = st.num, den[l] = st.den, qnum[l] = st.qnum, qden[l] = st.qden, m[l] = st.m;
+      Moments<acc_t> r = st.get(l);
+      s0[s + l] = r.total_num(), s1[s + l] = r.total_den();
+      s2[s + l] = r.total_qnum(), s3[s + l] = r.total_qden();
+      s4[s + l] = r.m, s5[s + l] = r.n;
+      step(r, w[l], acc_t(k[o + l]), acc_t(v[o + l]));
+      st.set(l, r);
     }
   }
   // Pass 2, left-to-right: outputs, a_t, gw, gu and the token's own share of
-  // gk/gv. Leaves s0 = a mantissa, s1 = -m_t (its exponent), s2 = y_t,
+  // gk/gv. Leaves s0 = a mantissa, s1 = -m_t (its float exponent), s2 = y_t,
   // s3 = gv, s4 = gk (accumulators, linear scale).
-  reset();
-  for (int64_t l = 0; l < kLanes; ++l) gw_acc[l] = 0, gu_acc[l] = 0;
+  st.reset();
+  for (int64_t l = 0; l < kLanes; ++l) gw_acc[l] = gu_acc[l] = cgw[l] = cgu[l] = 0;
   for (int64_t t = 0; t < T; ++t) {
     const int64_t o = blk.at(t), s = t * kLanes;
+    BIWKV_LANES
     for (int64_t l = 0; l < kLanes; ++l) {
       const acc_t kk = k[o + l], vv = v[o + l], g = gy[o + l];
       const acc_t rq_num = s2[s + l], rq_den = s3[s + l];
-      const Combined<acc_t> c = combine(num[l], den[l], m[l], s0[s + l],
-                                        s1[s + l], s4[s + l], u[l], kk, vv);
+      Moments<acc_t> lt = st.get(l);
+      const Combined<acc_t> c =
+          combine(lt.total_num(), lt.total_den(), lt.m, lt.n, s0[s + l],
+                  s1[s + l], s4[s + l], s5[s + l], w[l], u[l], kk, vv);
       const acc_t a = g * c.inv;
-      gu_acc[l] += a * c.es * (vv - c.y);
-      gw_acc[l] -= a * (c.el * (qnum[l] - c.y * qden[l]) +
-                        c.er * (rq_num - c.y * rq_den));
-      s0[s + l] = a, s1[s + l] = -c.m, s2[s + l] = c.y;
+      const acc_t lq_num = lt.total_qnum(), lq_den = lt.total_qden();
+      kahan_add(gu_acc[l], cgu[l], a * c.es * (vv - c.y));
+      kahan_add(gw_acc[l], cgw[l], -a * (c.el * (lq_num - c.y * lq_den) +
+                                         c.er * (rq_num - c.y * rq_den)));
+      s0[s + l] = g * c.ia, s1[s + l] = -c.m, s2[s + l] = c.y;
       s3[s + l] = a * c.es, s4[s + l] = a * c.es * (vv - c.y);
-      Moments<acc_t> st{num[l], den[l], qnum[l], qden[l], m[l]};
-      step(st, w[l], kk, vv);
-      num[l] = st.num, den[l] = st.den, qnum[l] = st.qnum, qden[l] = st.qden, m[l] = st.m;
+      step(lt, w[l], kk, vv);
+      st.set(l, lt);
     }
   }
-  for (int64_t l = 0; l < kLanes; ++l) gw[l] = gw_acc[l], gu[l] = gu_acc[l];
+  for (int64_t l = 0; l < kLanes; ++l)
+    gw[l] = gw_acc[l] - cgw[l], gu[l] = gu_acc[l] - cgu[l];
 
   // Passes 3 and 4: sums over t > j, then t < j, of e^{-(|t-j|-1) w} a_t (1, y_t).
   // Pass 3 accumulates into s3/s4; pass 4 adds its share and writes gk/gv.
+  SumLanes<acc_t, false> as;  // lazy sums: plain
   auto alpha_scan = [&](auto last_pass) {
     constexpr bool kLast = decltype(last_pass)::value;
-    for (int64_t l = 0; l < kLanes; ++l) num[l] = 0, den[l] = 0, m[l] = acc_t(kEmpty);
+    as.reset();
     for (int64_t i = 0; i < T; ++i) {
       const int64_t t = kLast ? i : T - 1 - i;
       const int64_t o = blk.at(t), s = t * kLanes;
+      BIWKV_LANES
       for (int64_t l = 0; l < kLanes; ++l) {
         const acc_t kk = k[o + l], vv = v[o + l];
-        const acc_t e = exp_nonpos(kk + m[l]);  // <= 1, see above
-        const acc_t gvj = s3[s + l] + den[l] * e;
-        const acc_t gkj = s4[s + l] + (vv * den[l] - num[l]) * e;
+        Sum<acc_t> a = as.get(l);
+        const acc_t num = a.total_num(), den = a.total_den();
+        // e^{k_j} times the exponent of the sum: <= 1, see above.
+        const acc_t e = exp_nonpos(gap(kk, a.n, -a.m, acc_t(0), w[l]));
+        const acc_t gvj = s3[s + l] + den * e;
+        const acc_t gkj = s4[s + l] + (vv * den - num) * e;
         if constexpr (kLast) {
           gv[o + l] = static_cast<scalar_t>(gvj);
           gk[o + l] = static_cast<scalar_t>(gkj);
@@ -339,9 +457,8 @@ void backward_block(const Block& blk, const acc_t* __restrict__ w,
           s3[s + l] = gvj, s4[s + l] = gkj;
         }
         // Source term a_t = s0 * e^{s1}, carried as (a_t y_t, a_t).
-        Sum<acc_t> st{num[l], den[l], m[l]};
-        step(st, w[l], s1[s + l], s0[s + l] * s2[s + l], s0[s + l]);
-        num[l] = st.num, den[l] = st.den, m[l] = st.m;
+        step_lazy(a, w[l], s1[s + l], s0[s + l] * s2[s + l], s0[s + l]);
+        as.set(l, a);
       }
     }
   };

@@ -87,12 +87,12 @@ template <typename State, typename acc_t, typename Load>
 __device__ void incoming(const Layout& L, acc_t w, const Load& load_q, int fl,
                          int fr, State& left, State& right) {
   for (int q = 0; q < L.j; ++q) {
-    decay(left, w, acc_t(L.len_of(q)));
-    merge(left, load_q(fl, q));
+    decay(left, acc_t(L.len_of(q)));
+    merge(left, load_q(fl, q), w);
   }
   for (int q = L.nc - 1; q > L.j; --q) {
-    decay(right, w, acc_t(L.len_of(q)));
-    merge(right, load_q(fr, q));
+    decay(right, acc_t(L.len_of(q)));
+    merge(right, load_q(fr, q), w);
   }
 }
 
@@ -115,11 +115,12 @@ __global__ void __launch_bounds__(kMaxThreads)
     for (int64_t t = L.t0; t < L.t1; ++t) {
       const acc_t kk = k[L.at(t)], vv = v[L.at(t)];
       step(sl, w, kk, vv);
-      add(sr, kk - acc_t(t - L.t0) * w, vv, acc_t(1));
+      add(sr, w, kk, acc_t(t - L.t0), vv, acc_t(1));
     }
   }
-  store(sh, L, 0, sl);
-  store(sh, L, 3, sr);
+  // Stored with one float exponent each (fold): the layout stays 3 fields.
+  store(sh, L, 0, fold(sl, w));
+  store(sh, L, 3, fold(sr, w));
   __syncthreads();
   if (!L.active) return;  // no __syncthreads() below
 
@@ -134,14 +135,16 @@ __global__ void __launch_bounds__(kMaxThreads)
   acc_t* rm = scratch + 2 * L.plane;
   for (int64_t t = L.t1 - 1; t >= L.t0; --t) {
     const int64_t o = L.at(t);
-    rnum[o] = right.num, rden[o] = right.den, rm[o] = right.m;
+    const Sum<acc_t> f = fold(right, w);
+    rnum[o] = f.num, rden[o] = f.den, rm[o] = f.m;
     step(right, w, acc_t(k[o]), acc_t(v[o]));
   }
   for (int64_t t = L.t0; t < L.t1; ++t) {
     const int64_t o = L.at(t);
     const acc_t kk = k[o], vv = v[o];
-    const Combined<acc_t> c = combine(left.num, left.den, left.m, rnum[o],
-                                      rden[o], rm[o], u, kk, vv);
+    const Combined<acc_t> c =
+        combine(left.total_num(), left.total_den(), left.m, left.n, rnum[o],
+                rden[o], rm[o], acc_t(0), w, u, kk, vv);
     y[o] = static_cast<scalar_t>(c.y);
     step(left, w, kk, vv);
   }
@@ -175,11 +178,11 @@ __global__ void __launch_bounds__(kMaxThreads) backward_kernel(
       const acc_t kk = k[L.at(t)], vv = v[L.at(t)];
       const acc_t dist = acc_t(t - L.t0);
       step(ml, w, kk, vv);
-      add(mr, kk - dist * w, vv, dist);
+      add(mr, w, kk, dist, vv, dist);
     }
   }
-  store(sh, L, 0, ml);
-  store(sh, L, 5, mr);
+  store(sh, L, 0, fold(ml, w));
+  store(sh, L, 5, fold(mr, w));
   __syncthreads();
   Moments<acc_t> left = empty_moments<acc_t>(), right = empty_moments<acc_t>();
   if (L.active) {
@@ -189,38 +192,43 @@ __global__ void __launch_bounds__(kMaxThreads) backward_kernel(
 
   // 3. Right sums with moments per token; then outputs, a_t, dw, du and the
   // token's own share of dk/dv; and summaries of the a_t sources.
-  acc_t gw_acc = 0, gu_acc = 0;
+  acc_t gw_acc = 0, gu_acc = 0, cgw = 0, cgu = 0;  // compensated sums
   Sum<acc_t> pl = empty_sum<acc_t>(), pr = empty_sum<acc_t>();
   if (L.active) {
     for (int64_t t = L.t1 - 1; t >= L.t0; --t) {
       const int64_t o = L.at(t);
-      s0[o] = right.num, s1[o] = right.den, s2[o] = right.qnum;
-      s3[o] = right.qden, s4[o] = right.m;
+      const Moments<acc_t> f = fold(right, w);
+      s0[o] = f.num, s1[o] = f.den, s2[o] = f.qnum;
+      s3[o] = f.qden, s4[o] = f.m;
       step(right, w, acc_t(k[o]), acc_t(v[o]));
     }
     for (int64_t t = L.t0; t < L.t1; ++t) {
       const int64_t o = L.at(t);
       const acc_t kk = k[o], vv = v[o], g = gy[o];
       const acc_t rq_num = s2[o], rq_den = s3[o];
-      const Combined<acc_t> c = combine(left.num, left.den, left.m, s0[o],
-                                        s1[o], s4[o], u, kk, vv);
+      const Combined<acc_t> c =
+          combine(left.total_num(), left.total_den(), left.m, left.n, s0[o],
+                  s1[o], s4[o], acc_t(0), w, u, kk, vv);
       const acc_t a = g * c.inv;
-      gu_acc += a * c.es * (vv - c.y);
-      gw_acc -= a * (c.el * (left.qnum - c.y * left.qden) +
-                     c.er * (rq_num - c.y * rq_den));
-      s0[o] = a, s1[o] = -c.m, s2[o] = c.y;
+      const acc_t lq_num = left.total_qnum(), lq_den = left.total_qden();
+      kahan_add(gu_acc, cgu, a * c.es * (vv - c.y));
+      kahan_add(gw_acc, cgw, -a * (c.el * (lq_num - c.y * lq_den) +
+                                   c.er * (rq_num - c.y * rq_den)));
+      // a_t = g / D_t as the mantissa g * ia with the float exponent -m.
+      const acc_t at = g * c.ia;
+      s0[o] = at, s1[o] = -c.m, s2[o] = c.y;
       s3[o] = a * c.es, s4[o] = a * c.es * (vv - c.y);
       step(left, w, kk, vv);
-      step(pl, w, -c.m, a * c.y, a);
-      add(pr, -c.m - acc_t(t - L.t0) * w, a * c.y, a);
+      step_lazy(pl, w, -c.m, at * c.y, at);
+      add_lazy(pr, w, -c.m, acc_t(t - L.t0), at * c.y, at);
     }
   }
   __syncthreads();  // shared memory is reused below
   // dw, du: sum the chunks of this channel in a fixed order.
-  sh[L.sh(0, L.j)] = gw_acc;
-  sh[L.sh(1, L.j)] = gu_acc;
-  store(sh, L, 2, pl);
-  store(sh, L, 5, pr);
+  sh[L.sh(0, L.j)] = gw_acc - cgw;
+  sh[L.sh(1, L.j)] = gu_acc - cgu;
+  store(sh, L, 2, fold(pl, w));
+  store(sh, L, 5, fold(pr, w));
   __syncthreads();
   if (!L.active) return;  // no __syncthreads() below
   if (L.j == 0) {
@@ -237,18 +245,20 @@ __global__ void __launch_bounds__(kMaxThreads) backward_kernel(
   for (int64_t t = L.t1 - 1; t >= L.t0; --t) {
     const int64_t o = L.at(t);
     const acc_t kk = k[o], vv = v[o];
-    const acc_t e = exp_nonpos(kk + pin_r.m);
-    s3[o] += pin_r.den * e;
-    s4[o] += (vv * pin_r.den - pin_r.num) * e;
-    step(pin_r, w, s1[o], s0[o] * s2[o], s0[o]);
+    const acc_t e = exp_nonpos(gap(kk, pin_r.n, -pin_r.m, acc_t(0), w));
+    const acc_t num = pin_r.total_num(), den = pin_r.total_den();
+    s3[o] += den * e;
+    s4[o] += (vv * den - num) * e;
+    step_lazy(pin_r, w, s1[o], s0[o] * s2[o], s0[o]);
   }
   for (int64_t t = L.t0; t < L.t1; ++t) {
     const int64_t o = L.at(t);
     const acc_t kk = k[o], vv = v[o];
-    const acc_t e = exp_nonpos(kk + pin_l.m);
-    gv[o] = static_cast<scalar_t>(s3[o] + pin_l.den * e);
-    gk[o] = static_cast<scalar_t>(s4[o] + (vv * pin_l.den - pin_l.num) * e);
-    step(pin_l, w, s1[o], s0[o] * s2[o], s0[o]);
+    const acc_t e = exp_nonpos(gap(kk, pin_l.n, -pin_l.m, acc_t(0), w));
+    const acc_t num = pin_l.total_num(), den = pin_l.total_den();
+    gv[o] = static_cast<scalar_t>(s3[o] + den * e);
+    gk[o] = static_cast<scalar_t>(s4[o] + (vv * den - num) * e);
+    step_lazy(pin_l, w, s1[o], s0[o] * s2[o], s0[o]);
   }
 }
 
