@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -110,11 +111,13 @@ void for_each_block(int64_t B, int64_t T, int64_t C, int64_t scratch_size,
                     const Fn& fn) {
   const int64_t nblocks = (C + kLanes - 1) / kLanes;
   at::parallel_for(0, B * nblocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> scratch(static_cast<size_t>(scratch_size));
+    // Not zeroed: the kernels write every scratch value before reading it.
+    const std::unique_ptr<acc_t[]> scratch(
+        new acc_t[static_cast<size_t>(scratch_size)]);
     for (int64_t i = begin; i < end; ++i) {
       const int64_t b = i / nblocks, c0 = (i % nblocks) * kLanes;
       const int64_t n = std::min(kLanes, C - c0);
-      fn(Block{b, c0, T, C}, n < kLanes ? n : 0, scratch.data());
+      fn(Block{b, c0, T, C}, n < kLanes ? n : 0, scratch.get());
     }
   });
 }

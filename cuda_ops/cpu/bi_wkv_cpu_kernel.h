@@ -151,11 +151,19 @@ void forward_block_fast(const Block& blk, const float* __restrict__ w,
   // is the same each time (for w ~ 1e-6: up to 1/3 of the change, an ulp of
   // about 1e-7), up to 64 times in a chunk, 2e-6 in y. Inside a chunk, the
   // scans' own terms still do; cheaper than compensating, and below 1e-6.
-  for (int64_t l = 0; l < kLanes; ++l) p[l] = 1.0;
-  for (int64_t j = 0; j < kChunk; ++j) {
-    for (int64_t l = 0; l < kLanes; ++l)
-      pw[j * kLanes + l] = float(p[l]), p[l] *= ewd[l];
-  }
+  // e^{-j w} = e^{-8 b w} e^{-i w}, j = 8 b + i: two short product chains.
+  static_assert(kChunk == 64, "the table below is 8 x 8");
+  double e1[8][kLanes], e8[8][kLanes];
+  for (int64_t l = 0; l < kLanes; ++l) e1[0][l] = e8[0][l] = 1.0;
+  for (int64_t i = 1; i < 8; ++i)
+    for (int64_t l = 0; l < kLanes; ++l) e1[i][l] = e1[i - 1][l] * ewd[l];
+  for (int64_t l = 0; l < kLanes; ++l) p[l] = e1[7][l] * ewd[l];
+  for (int64_t i = 1; i < 8; ++i)
+    for (int64_t l = 0; l < kLanes; ++l) e8[i][l] = e8[i - 1][l] * p[l];
+  for (int64_t b = 0; b < 8; ++b)
+    for (int64_t i = 0; i < 8; ++i)
+      for (int64_t l = 0; l < kLanes; ++l)
+        pw[(8 * b + i) * kLanes + l] = float(e8[b][l] * e1[i][l]);
   auto max_key = [&](int64_t t0, int64_t t1) {
     vfloat mx[kVecs];
     for (int64_t j = 0; j < kVecs; ++j) mx[j] = splat(kEmpty);
