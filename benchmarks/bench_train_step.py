@@ -34,10 +34,10 @@ CONFIG = os.path.join(ROOT, 'configs', 'mask_rcnn_vrwkv_t.py')
 
 
 def build_model(config):
+    from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.logging import MMLogger
     from mmengine.registry import init_default_scope
-    from mmdet.registry import MODELS
     cfg = Config.fromfile(config)
     cfg.model.backbone.init_cfg = None
     cfg.model.backbone.norm_cfg = dict(type='BN', requires_grad=True)
@@ -82,8 +82,9 @@ def build_optim_wrapper(model, mode):
     """What ``--amp`` gives on the CPU for bf16 (PortableRunner builds
     CPUAmpOptimWrapper: autocast of backbone and neck, float32 heads, whose
     mmcv CPU kernels take float32 only); the plain OptimWrapper for fp32."""
-    import mmvrwkv  # noqa: F401  (registers CPUAmpOptimWrapper)
     from mmengine.registry import OPTIM_WRAPPERS
+
+    import mmvrwkv  # noqa: F401  (registers CPUAmpOptimWrapper)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4,
                                   weight_decay=0.01)
     kind = 'CPUAmpOptimWrapper' if mode == 'bf16' else 'OptimWrapper'

@@ -55,9 +55,9 @@ def backbone_step(model, width: int, height: int):
 
 
 def build_detector(arch: str, with_cp: bool):
+    from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-    from mmdet.registry import MODELS
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     cfg = Config.fromfile(os.path.join(root, 'configs',
                                        f'mask_rcnn_vrwkv_{arch[0]}.py'))
