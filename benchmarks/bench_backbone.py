@@ -1,5 +1,10 @@
-"""Backbone benchmark: inference latency and peak memory of VRWKV-T/S against
-mmpretrain's VisionTransformer in DeiT-tiny/small sizes (patch 16).
+"""Backbone benchmark: inference latency and peak memory of VRWKV6-T and
+VRWKV-T/S against mmpretrain's VisionTransformer in DeiT-tiny/small sizes
+(patch 16).
+
+VRWKV6 runs Bi-WKV6 through ``mmvrwkv.ops.bi_wkv6`` with its default
+backend, whichever implementation that selects on this machine (recorded
+as ``bi_wkv6`` in the JSON's machine entry).
 
 All models are built for 224 px and interpolate their position embedding
 (bicubic) to each input size, as both backbones do in their forward. Batch 1,
@@ -29,9 +34,9 @@ forward.
 
 Usage:
     python benchmarks/bench_backbone.py [--sizes 224 512 1024 1536 2048]
-        [--models vrwkv_t deit_t vrwkv_s deit_s] [--repeats 5]
-        [--case-budget 30] [--device cpu] [--json out.json]
-        [--plot docs/bench_backbone.png]
+        [--models vrwkv6_t vrwkv_t deit_t vrwkv_s deit_s] [--repeats 5]
+        [--case-budget 30] [--device cpu]
+        [--json docs/bench_backbone.json] [--plot docs/bench_backbone.png]
 """
 import argparse
 import json
@@ -42,7 +47,10 @@ import subprocess
 import sys
 import time
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# name: (registered type, arch); VRWKV* are in mmengine's root registry
 MODELS = {
+    'vrwkv6_t': ('VRWKV6', 'tiny'),
     'vrwkv_t': ('VRWKV', 'tiny'),
     'deit_t': ('VisionTransformer', 'deit-tiny'),
     'vrwkv_s': ('VRWKV', 'small'),
@@ -53,14 +61,32 @@ MALLOC_ENV = {'MALLOC_MMAP_THRESHOLD_': str(64 * 1024)}
 
 def build(name):
     """The backbone ``name`` of :data:`MODELS`, built for 224 px, eval."""
+    from mmengine.registry import MODELS as ROOT_MODELS
     from mmpretrain.models import VisionTransformer
 
-    from mmvrwkv.models import VRWKV
-    cls, arch = MODELS[name]
-    cls = VRWKV if cls == 'VRWKV' else VisionTransformer
-    model = cls(arch=arch, img_size=224, patch_size=16, out_type='featmap')
+    import mmvrwkv  # noqa: F401  (registers VRWKV and VRWKV6)
+    kind, arch = MODELS[name]
+    cfg = dict(arch=arch, img_size=224, patch_size=16, out_type='featmap')
+    if kind == 'VisionTransformer':
+        model = VisionTransformer(**cfg)
+    else:
+        model = ROOT_MODELS.build(dict(type=kind, **cfg))
     model.eval()  # not chained: VisionTransformer.train() returns None
     return model
+
+
+def bi_wkv6_info():
+    """``bi_wkv6``'s default backend, and whether a compiled Bi-WKV6
+    operator is registered (without one, every backend is the PyTorch
+    reference)."""
+    import inspect
+
+    import torch
+
+    from mmvrwkv.ops import bi_wkv6
+    default = inspect.signature(bi_wkv6).parameters['backend'].default
+    return dict(default_backend=default,
+                compiled_op=hasattr(torch.ops.mmvrwkv, 'bi_wkv6'))
 
 
 def _status_kb(field):
@@ -209,7 +235,9 @@ def main():
                    help='torch threads per case (0: torch default)')
     p.add_argument('--skip-memory', action='store_true')
     p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
-    p.add_argument('--json')
+    p.add_argument('--json',
+                   default=os.path.join(ROOT, 'docs', 'bench_backbone.json'),
+                   help="results file ('' writes none)")
     p.add_argument('--plot', help='PNG of latency/memory vs tokens')
     p.add_argument('--_case', nargs=3, help=argparse.SUPPRESS)
     p.add_argument('--no-warmup', action='store_true', help=argparse.SUPPRESS)
@@ -228,6 +256,8 @@ def main():
                    device=args.device, load_before=load_average())
     if args.device == 'cuda':
         machine['gpu'] = torch.cuda.get_device_name()
+    if any(MODELS[n][0] == 'VRWKV6' for n in args.models):
+        machine['bi_wkv6'] = bi_wkv6_info()
     print(machine, flush=True)
     rows = []
     for size in args.sizes:

@@ -3,10 +3,12 @@ scaled_dot_product_attention on the same (B, T, C) split into 64-wide heads
 (the attention a ViT would run instead), with the memory-traffic floor.
 
 Median of --repeats timed runs after a warm-up (CUDA events on GPU).
-Usage: python benchmarks/bench_bi_wkv.py [--device cpu] [--json out.json]
+Usage: python benchmarks/bench_bi_wkv.py [--device cpu]
+    [--json docs/bench_bi_wkv_cpu.json]
 """
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -15,6 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from mmvrwkv.ops import bi_wkv
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def timed(fn, device, repeats):
@@ -109,8 +113,14 @@ def main():
     p.add_argument('--sdpa-max-tokens', type=int, default=4096)
     p.add_argument('--max-elements', type=int, default=2**25,
                    help='skip cases with B*T*C above this')
-    p.add_argument('--json')
+    p.add_argument('--json', default=None,
+                   help="results file (default docs/bench_bi_wkv_"
+                   "<device>[_<dtype>].json; '' writes none)")
     args = p.parse_args()
+    if args.json is None:
+        suffix = '' if args.dtype == 'float32' else f'_{args.dtype}'
+        args.json = os.path.join(
+            ROOT, 'docs', f'bench_bi_wkv_{args.device}{suffix}.json')
     bandwidth = copy_bandwidth(args.device, args.repeats)
     machine = dict(device=args.device, torch=torch.__version__,
                    threads=torch.get_num_threads(),

@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from bench_train_step import CONFIG, build_model, synthetic_batch
+from bench_train_step import CONFIG, ROOT, build_model, synthetic_batch
 
 
 def _timed(fn):
@@ -104,7 +104,9 @@ def main():
     p.add_argument('--no-det', action='store_true')
     p.add_argument('--repeats', type=int, default=5)
     p.add_argument('--threads', type=int, default=0)
-    p.add_argument('--json')
+    p.add_argument('--json',
+                   default=os.path.join(ROOT, 'docs', 'bench_compile.json'),
+                   help="results file ('' writes none)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -165,7 +165,9 @@ def main():
                    help='torch and onnxruntime thread counts, each timed '
                    "in turn (default: torch's default, the number of "
                    'cores)')
-    p.add_argument('--json', default=None, help='write the results here')
+    p.add_argument('--json',
+                   default=os.path.join(ROOT, 'docs', 'bench_onnx.json'),
+                   help="results file ('' writes none)")
     args = p.parse_args()
     thread_counts = args.threads or [torch.get_num_threads()]
 

@@ -127,7 +127,9 @@ def main():
     p.add_argument('--warmup', type=int, default=1)
     p.add_argument('--threads', type=int, default=0,
                    help='torch threads (0: torch default)')
-    p.add_argument('--json')
+    p.add_argument('--json',
+                   default=os.path.join(ROOT, 'docs', 'bench_train_step.json'),
+                   help="results file ('' writes none)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -24,6 +24,7 @@ import time
 
 import torch
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXCEEDED = 3
 
 
@@ -58,8 +59,7 @@ def build_detector(arch: str, with_cp: bool):
     from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    cfg = Config.fromfile(os.path.join(root, 'configs',
+    cfg = Config.fromfile(os.path.join(ROOT, 'configs',
                                        f'mask_rcnn_vrwkv_{arch[0]}.py'))
     cfg.model.backbone.with_cp = with_cp
     cfg.model.backbone.init_cfg = None  # no download; weights do not matter
@@ -127,7 +127,10 @@ def main():
     parser.add_argument('--limit-gb', type=float, default=6.0)
     parser.add_argument('--detector', action='store_true',
                         help='the whole Mask R-CNN, not only the backbone')
-    parser.add_argument('--json', help='write the results here')
+    parser.add_argument('--json',
+                        default=os.path.join(ROOT, 'docs',
+                                             'bench_with_cp_memory.json'),
+                        help="results file ('' writes none)")
     parser.add_argument('--child', nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
