@@ -1,5 +1,10 @@
+from .base_vrwkv import VisionRWKVBase, extend_presets
+from .vit_adapter import ADAPTER_PRESETS, ViTAdapterMixin
 from .vrwkv import VRWKV, resize_pos_embed
 from .vrwkv6 import VRWKV6
 from .vrwkv_adapter import VRWKVAdapter
 
-__all__ = ['VRWKV', 'VRWKVAdapter', 'VRWKV6', 'resize_pos_embed']
+__all__ = [
+    'VRWKV', 'VRWKVAdapter', 'VRWKV6', 'VisionRWKVBase', 'ViTAdapterMixin',
+    'ADAPTER_PRESETS', 'extend_presets', 'resize_pos_embed'
+]

@@ -11,10 +11,10 @@ from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
 
+from ..layers.checkpoint import maybe_checkpoint
 from .deform_attn import DeformableAttention
 
 Shapes = Sequence[Tuple[int, int]]
@@ -149,10 +149,7 @@ class Injector(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor,
                 layout: dict) -> torch.Tensor:
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(self._forward, x, c, layout,
-                                 use_reentrant=False)
-        return self._forward(x, c, layout)
+        return maybe_checkpoint(self.with_cp, self._forward, x, c, layout)
 
 
 class Extractor(nn.Module):
@@ -196,10 +193,8 @@ class Extractor(nn.Module):
 
     def forward(self, c: torch.Tensor, x: torch.Tensor, layout: dict,
                 shapes: Shapes) -> torch.Tensor:
-        if self.with_cp and c.requires_grad:
-            return cp.checkpoint(self._forward, c, x, layout, shapes,
-                                 use_reentrant=False)
-        return self._forward(c, x, layout, shapes)
+        return maybe_checkpoint(self.with_cp, self._forward, c, x, layout,
+                                shapes)
 
 
 class InteractionBlock(nn.Module):
@@ -282,6 +277,4 @@ class SpatialPriorModule(nn.Module):
         return (self.fc1(c1), *flat)
 
     def forward(self, x: torch.Tensor):
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(self._forward, x, use_reentrant=False)
-        return self._forward(x)
+        return maybe_checkpoint(self.with_cp, self._forward, x)

@@ -2,7 +2,7 @@
 patch and position embeddings, the checkpoint pre-hook, output formats,
 freezing, layer depth for lr decay, input checks and the forward loop."""
 import math
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -32,29 +32,85 @@ def resize_pos_embed(pos_embed: torch.Tensor, src_shape: Sequence[int],
     return grid.flatten(2).transpose(1, 2).to(pos_embed.dtype)
 
 
-class VisionRWKVBase(BaseModule):
-    """A ViT-shaped stack of RWKV layers on patch tokens.
+def extend_presets(base: Dict[str, dict], added: Dict[str, dict],
+                   replaced: Optional[Dict[str, dict]] = None
+                   ) -> Dict[str, dict]:
+    """The presets of a model built on another: ``base``'s presets, each
+    with the ``added`` settings of the same name and the ``replaced``
+    values.
 
-    Subclasses set ``arch_zoo`` and build their layers: they call
-    ``super().__init__(...)``, then :meth:`_add_layers` with the list of
-    layers (each called as ``layer(x, (H, W))`` on (B, N, C) tokens).
+    Each preset of ``base`` needs its ``added`` entry; a setting in
+    ``added`` must be new and one in ``replaced`` must exist in ``base``,
+    so no value is changed without being listed as a change.
+
+    Args:
+        base (dict): name -> settings (aliases map to equal dicts).
+        added (dict): name -> settings that ``base`` does not have.
+        replaced (dict, optional): name -> new values of ``base`` settings.
+
+    Returns:
+        dict: name -> merged settings, for every name of ``base``.
+    """
+    replaced = replaced or {}
+    presets = {}
+    for name, settings in base.items():
+        if name not in added:
+            raise ValueError(f'no added settings for preset {name!r}')
+        clash = sorted(set(added[name]) & set(settings))
+        unknown = sorted(set(replaced.get(name, {})) - set(settings))
+        if clash or unknown:
+            raise ValueError(
+                f'preset {name!r}: added settings {clash} exist already, '
+                f'replaced settings {unknown} do not: list a change in '
+                'replaced and a new setting in added')
+        presets[name] = {**settings, **replaced.get(name, {}),
+                         **added[name]}
+    return presets
+
+
+class VisionRWKVBase(BaseModule):
+    """A ViT-shaped stack of RWKV layers on patch tokens: what VRWKV, VRWKV6
+    and their adapters share (the backbone contract).
+
+    Subclasses set ``arch_zoo``, call ``super().__init__(...)``, then
+    :meth:`_build_layers` with a function making layer i (each layer is
+    called as ``layer(x, (H, W))`` on (B, N, C) tokens).
 
     Args:
         arch (str | dict): a name in ``arch_zoo`` (case-insensitive) or a
             dict with ``embed_dims`` and ``num_layers`` and optionally the
-            keys of ``_ARCH_OPTIONAL``.
-        arch_overrides (dict): arch settings to override where not None.
-        img_size (int | tuple): size the position embedding is made for.
-        patch_size (int): patch size.
-        in_channels (int): image channels.
+            keys of ``_ARCH_OPTIONAL`` (``post_norm``, ``key_norm``,
+            ``init_values``, ``hidden_rate``). Defaults to 'tiny'.
+        img_size (int | tuple): size the position embedding is made for
+            (other sizes are interpolated). Defaults to 224.
+        patch_size (int): Defaults to 16.
+        in_channels (int): image channels. Defaults to 3.
         out_indices (int | Sequence[int]): layers whose outputs are
-            returned; negative values count from the end.
+            returned; negative values count from the end. Defaults to -1.
         drop_rate (float): dropout after the position embedding.
+            Defaults to 0.
+        drop_path_rate (float): stochastic depth, linearly increasing with
+            depth up to this value. Defaults to 0.
+        post_norm (bool, optional): override the arch's post-norm setting;
+            None keeps it. Defaults to None.
+        key_norm (bool, optional): override the arch's key-norm setting;
+            None keeps it. Defaults to None.
+        init_values (float, optional): override the arch's layer-scale init;
+            0 turns layer scale off, None keeps the arch's. Defaults to
+            None.
+        hidden_rate (int, optional): override the arch's Channel Mix
+            expansion; None keeps it. Defaults to None.
+        final_norm (bool): LayerNorm (``ln1``) after the last layer.
+            Defaults to True.
         interpolate_mode (str): position-embedding interpolation.
-        out_type (str): 'featmap', 'raw' or 'avg_featmap'.
+            Defaults to 'bicubic'.
+        out_type (str): 'featmap' (B, C, H, W), 'raw' (B, N, C) or
+            'avg_featmap' (B, C), the mean token. Defaults to 'featmap'.
         frozen_stages (int): freeze the embeddings (>= 0) and the first
-            ``frozen_stages`` layers; -1 freezes nothing.
+            ``frozen_stages`` layers; -1 freezes nothing. Defaults to -1.
+        with_cp (bool): gradient checkpointing per layer. Defaults to False.
         init_cfg (dict | list, optional): mmengine initialisation config.
+            Defaults to None.
     """
     arch_zoo: Dict[str, dict] = {}
     OUT_TYPES = ('featmap', 'raw', 'avg_featmap')
@@ -63,21 +119,28 @@ class VisionRWKVBase(BaseModule):
                       'init_values': None, 'hidden_rate': 4}
 
     def __init__(self,
-                 arch: Union[str, dict],
-                 arch_overrides: dict,
-                 img_size: Union[int, Sequence[int]],
-                 patch_size: int,
-                 in_channels: int,
-                 out_indices: Union[int, Sequence[int]],
-                 drop_rate: float,
-                 interpolate_mode: str,
-                 out_type: str,
-                 frozen_stages: int,
+                 arch: Union[str, dict] = 'tiny',
+                 img_size: Union[int, Sequence[int]] = 224,
+                 patch_size: int = 16,
+                 in_channels: int = 3,
+                 out_indices: Union[int, Sequence[int]] = -1,
+                 drop_rate: float = 0.,
+                 drop_path_rate: float = 0.,
+                 post_norm: Optional[bool] = None,
+                 key_norm: Optional[bool] = None,
+                 init_values: Optional[float] = None,
+                 hidden_rate: Optional[int] = None,
+                 final_norm: bool = True,
+                 interpolate_mode: str = 'bicubic',
+                 out_type: str = 'featmap',
+                 frozen_stages: int = -1,
+                 with_cp: bool = False,
                  init_cfg: Optional[Union[dict, list]] = None):
         super().__init__(init_cfg)
         self.arch_settings = self._parse_arch(arch)
-        self.arch_settings.update(
-            {k: v for k, v in arch_overrides.items() if v is not None})
+        self._override_arch(
+            dict(post_norm=post_norm, key_norm=key_norm,
+                 init_values=init_values, hidden_rate=hidden_rate))
         self.embed_dims = self.arch_settings['embed_dims']
         self.num_layers = self.arch_settings['num_layers']
         if out_type not in self.OUT_TYPES:
@@ -87,6 +150,9 @@ class VisionRWKVBase(BaseModule):
         self.out_indices = self._parse_out_indices(out_indices)
         self.frozen_stages = frozen_stages
         self.interpolate_mode = interpolate_mode
+        self.drop_path_rate = drop_path_rate
+        self.final_norm = final_norm
+        self.with_cp = with_cp
         self.num_extra_tokens = 0
 
         self.patch_embed = PatchEmbed(
@@ -113,12 +179,15 @@ class VisionRWKVBase(BaseModule):
         return torch.linspace(0, drop_path_rate, self.num_layers,
                               device='cpu').tolist()
 
-    def _add_layers(self, layers: Sequence[nn.Module], final_norm: bool):
-        """Attach the layers and the final LayerNorm (``ln1``), then apply
-        ``frozen_stages``."""
-        self.layers = ModuleList(layers)
-        self.final_norm = final_norm
-        if final_norm:
+    def _build_layers(self, make_layer: Callable[[int, float], nn.Module]):
+        """Attach ``make_layer(i, drop_path)`` for each layer i and the
+        final LayerNorm (``ln1``), then apply ``frozen_stages``."""
+        self.layers = ModuleList([
+            make_layer(i, drop_path)
+            for i, drop_path in enumerate(
+                self._drop_path_rates(self.drop_path_rate))
+        ])
+        if self.final_norm:
             self.ln1 = nn.LayerNorm(self.embed_dims)
         self._freeze_stages()
 
@@ -144,6 +213,11 @@ class VisionRWKVBase(BaseModule):
                                      tuple(self._ARCH_OPTIONAL)))
             return {**self._ARCH_OPTIONAL, **arch}
         raise TypeError(f'arch must be a str or dict, got {type(arch)}')
+
+    def _override_arch(self, overrides: dict):
+        """Replace arch settings by the ``overrides`` that are not None."""
+        self.arch_settings.update(
+            {k: v for k, v in overrides.items() if v is not None})
 
     def _parse_out_indices(self, out_indices) -> Tuple[int, ...]:
         if isinstance(out_indices, int):
@@ -232,10 +306,7 @@ class VisionRWKVBase(BaseModule):
         of the patch size). Returns one output per ``out_indices``."""
         self._check_images(x, self.patch_size, 'one patch')
         B = x.shape[0]
-        x, patch_resolution = self.patch_embed(x)
-        x = x + resize_pos_embed(self.pos_embed, self.patch_resolution,
-                                 patch_resolution, self.interpolate_mode)
-        x = self.drop_after_pos(x)
+        x, patch_resolution = self._embed(x)
         outs = []
         for i, layer in enumerate(self.layers):
             x = layer(x, patch_resolution)
@@ -244,6 +315,16 @@ class VisionRWKVBase(BaseModule):
             if i in self.out_indices:
                 outs.append(self._format_output(x, patch_resolution, B))
         return tuple(outs)
+
+    def _embed(self, x: torch.Tensor
+               ) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """(B, C, H, W) images -> (B, N, embed_dims) tokens with the
+        position embedding (resized to the grid) and dropout, and the
+        token grid (H / patch, W / patch)."""
+        x, patch_resolution = self.patch_embed(x)
+        x = x + resize_pos_embed(self.pos_embed, self.patch_resolution,
+                                 patch_resolution, self.interpolate_mode)
+        return self.drop_after_pos(x), patch_resolution
 
     def _check_images(self, x: torch.Tensor, min_size: int, what: str):
         """Reject input that would fail deep inside the model or give
@@ -256,24 +337,23 @@ class VisionRWKVBase(BaseModule):
         if x.shape[1] != self.in_channels:
             raise ValueError(
                 f'{name} expects {self.in_channels}-channel images, got '
-                f'{x.shape[1]} (shape {tuple(x.shape)}). Load images with '
-                "LoadImageFromFile (color_type='color', the default, turns "
-                'grayscale into 3 channels and drops alpha), or set '
-                f'in_channels={x.shape[1]}')
+                f'{x.shape[1]} (shape {tuple(x.shape)}): pass '
+                f'{self.in_channels}-channel images or build the backbone '
+                f'with in_channels={x.shape[1]}')
         h, w = x.shape[-2:]
         if h < min_size or w < min_size:
             raise ValueError(
                 f'{name}: input {h}x{w} is smaller than {what} '
-                f'({min_size}x{min_size}); resize the images up (e.g. a '
-                'Resize in the data pipeline)')
+                f'({min_size}x{min_size}): pass images of at least '
+                f'{min_size}x{min_size}')
         if torch.jit.is_tracing() or torch.compiler.is_exporting():
             return  # FLOP counting and export: no data checks in the graph
         # An asynchronous assert: no copy to the host and no graph break (on
         # a GPU it fails at the next synchronisation, on the CPU at once).
         torch._assert_async(
             torch.isfinite(x).all(),
-            f'{name}: the input images contain NaN/Inf values; check the '
-            'image files and the data_preprocessor mean/std')
+            f'{name}: the input images contain NaN/Inf values; the backbone '
+            'needs finite pixel values')
 
     def _format_output(self, x, patch_resolution, B):
         if self.out_type == 'raw':

@@ -1,5 +1,5 @@
 """The Vision-RWKV backbone."""
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Union
 
 from mmengine.registry import MODELS
 
@@ -20,39 +20,15 @@ class VRWKV(VisionRWKVBase):
 
     Args:
         arch (str | dict): 'tiny'/'t', 'small'/'s', 'base'/'b', 'large'/'l',
-            or a dict with ``embed_dims`` and ``num_layers`` and optionally
-            ``post_norm``, ``key_norm``, ``init_values``, ``hidden_rate``.
-            Defaults to 'tiny'.
-        img_size (int | tuple): size the position embedding is made for
-            (other sizes are interpolated). Defaults to 224.
-        patch_size (int): Defaults to 16.
-        in_channels (int): Defaults to 3.
-        out_indices (int | Sequence[int]): layers whose outputs are returned;
-            negative values count from the end. Defaults to -1.
-        drop_rate (float): dropout after the position embedding.
-            Defaults to 0.
-        drop_path_rate (float): stochastic depth, linearly increasing with
-            depth up to this value. Defaults to 0.
-        channel_gamma (float): channel fraction per shift direction.
-            Defaults to 1/4.
+            or a dict (see :class:`VisionRWKVBase`). Defaults to 'tiny'.
+        channel_gamma (float): channel fraction per shift direction, in
+            [0, 1/4]. Defaults to 1/4.
         shift_pixel (int): token shift distance. Defaults to 1.
         shift_mode (str): token shift, 'q_shift'. Defaults to 'q_shift'.
         init_mode (str): 'fancy', 'local' or 'global'. Defaults to 'fancy'.
-        post_norm (bool, optional): override the arch's post-norm setting.
-        key_norm (bool, optional): override the arch's key-norm setting.
-        init_values (float, optional): override the arch's layer-scale init.
-        hidden_rate (int, optional): override the arch's Channel Mix
-            expansion.
-        final_norm (bool): LayerNorm (``ln1``) after the last layer.
-            Defaults to True.
-        interpolate_mode (str): position-embedding interpolation.
-            Defaults to 'bicubic'.
-        out_type (str): 'featmap' (B, C, H, W), 'raw' (B, N, C) or
-            'avg_featmap' (B, C), the mean token. Defaults to 'featmap'.
-        frozen_stages (int): freeze the embeddings (>= 0) and the first
-            ``frozen_stages`` layers. Defaults to -1 (nothing frozen).
-        with_cp (bool): gradient checkpointing per layer. Defaults to False.
-        init_cfg (dict | list, optional): mmengine initialisation config.
+        **kwargs: the backbone contract, :class:`VisionRWKVBase`'s arguments
+            (img_size, out_indices, drop_path_rate, init_values, out_type,
+            frozen_stages, with_cp, init_cfg, ...).
     """
     arch_zoo: Dict[str, dict] = {
         **dict.fromkeys(['t', 'tiny'], {
@@ -71,49 +47,27 @@ class VRWKV(VisionRWKVBase):
 
     def __init__(self,
                  arch: Union[str, dict] = 'tiny',
-                 img_size: Union[int, Sequence[int]] = 224,
-                 patch_size: int = 16,
-                 in_channels: int = 3,
-                 out_indices: Union[int, Sequence[int]] = -1,
-                 drop_rate: float = 0.,
-                 drop_path_rate: float = 0.,
                  channel_gamma: float = 1 / 4,
                  shift_pixel: int = 1,
                  shift_mode: str = 'q_shift',
                  init_mode: str = 'fancy',
-                 post_norm: Optional[bool] = None,
-                 key_norm: Optional[bool] = None,
-                 init_values: Optional[float] = None,
-                 hidden_rate: Optional[int] = None,
-                 final_norm: bool = True,
-                 interpolate_mode: str = 'bicubic',
-                 out_type: str = 'featmap',
-                 frozen_stages: int = -1,
-                 with_cp: bool = False,
-                 init_cfg: Optional[Union[dict, list]] = None):
+                 **kwargs):
         if not 0 <= channel_gamma <= 1 / 4:
             raise ValueError(f'channel_gamma must be in [0, 1/4], got '
                              f'{channel_gamma}')
-        super().__init__(
-            arch,
-            dict(post_norm=post_norm, key_norm=key_norm,
-                 init_values=init_values, hidden_rate=hidden_rate),
-            img_size, patch_size, in_channels, out_indices, drop_rate,
-            interpolate_mode, out_type, frozen_stages, init_cfg)
-        dpr = self._drop_path_rates(drop_path_rate)
-        self._add_layers([
-            VRWKVBlock(
-                embed_dims=self.embed_dims,
-                num_layers=self.num_layers,
-                layer_id=i,
-                shift_mode=shift_mode,
-                channel_gamma=channel_gamma,
-                shift_pixel=shift_pixel,
-                drop_path=dpr[i],
-                hidden_rate=self.arch_settings['hidden_rate'],
-                init_mode=init_mode,
-                init_values=self.arch_settings['init_values'],
-                post_norm=self.arch_settings['post_norm'],
-                key_norm=self.arch_settings['key_norm'],
-                with_cp=with_cp) for i in range(self.num_layers)
-        ], final_norm)
+        super().__init__(arch=arch, **kwargs)
+        settings = self.arch_settings
+        self._build_layers(lambda i, drop_path: VRWKVBlock(
+            embed_dims=self.embed_dims,
+            num_layers=self.num_layers,
+            layer_id=i,
+            shift_mode=shift_mode,
+            channel_gamma=channel_gamma,
+            shift_pixel=shift_pixel,
+            drop_path=drop_path,
+            hidden_rate=settings['hidden_rate'],
+            init_mode=init_mode,
+            init_values=settings['init_values'],
+            post_norm=settings['post_norm'],
+            key_norm=settings['key_norm'],
+            with_cp=self.with_cp))

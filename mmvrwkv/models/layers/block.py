@@ -3,10 +3,10 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
-import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
 
 from .channel_mix import ChannelMix
+from .checkpoint import maybe_checkpoint
 from .spatial_mix import SpatialMix
 from .spatial_mix_v6 import SpatialMixV6
 
@@ -25,8 +25,8 @@ class RWKVResidualBlock(nn.Module):
         att (nn.Module): the Spatial Mix, called as ``att(x, (H, W))``.
         ffn (nn.Module): the Channel Mix, called the same way.
         drop_path (float): stochastic depth rate. Defaults to 0.
-        init_values (float, optional): layer-scale init; None disables layer
-            scale. Defaults to None.
+        init_values (float, optional): layer-scale init; None or 0
+            disables layer scale. Defaults to None.
         post_norm (bool): post-norm residuals. Defaults to False.
         with_cp (bool): gradient checkpointing of the whole layer.
             Defaults to False.
@@ -53,7 +53,9 @@ class RWKVResidualBlock(nn.Module):
         self.ffn = ffn
         self.drop_path = DropPath(drop_path) if drop_path > 0 else \
             nn.Identity()
-        self.layer_scale = init_values is not None
+        # None or 0: no layer scale (0 as in mmpretrain's
+        # layer_scale_init_value; a zero gamma would cut the branch off)
+        self.layer_scale = bool(init_values)
         if self.layer_scale:
             self.gamma1 = nn.Parameter(init_values * torch.ones(embed_dims))
             self.gamma2 = nn.Parameter(init_values * torch.ones(embed_dims))
@@ -76,10 +78,8 @@ class RWKVResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor,
                 patch_resolution: Sequence[int]) -> torch.Tensor:
         """x: (B, N, C) tokens of an (H, W) = patch_resolution grid."""
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(
-                self._forward, x, patch_resolution, use_reentrant=False)
-        return self._forward(x, patch_resolution)
+        return maybe_checkpoint(self.with_cp, self._forward, x,
+                                patch_resolution)
 
 
 class VRWKVBlock(RWKVResidualBlock):
@@ -97,8 +97,8 @@ class VRWKVBlock(RWKVResidualBlock):
         drop_path (float): stochastic depth rate. Defaults to 0.
         hidden_rate (int): Channel Mix expansion. Defaults to 4.
         init_mode (str): 'fancy', 'local' or 'global'. Defaults to 'fancy'.
-        init_values (float, optional): layer-scale init; None disables layer
-            scale. Defaults to None.
+        init_values (float, optional): layer-scale init; None or 0
+            disables layer scale. Defaults to None.
         post_norm (bool): post-norm residuals. Defaults to False.
         key_norm (bool): LayerNorm inside both mixes. Defaults to False.
         with_cp (bool): gradient checkpointing of the whole layer.
@@ -142,8 +142,8 @@ class VRWKV6Block(RWKVResidualBlock):
         shift_pixel (int): shift distance, at least 1. Defaults to 1.
         drop_path (float): stochastic depth rate. Defaults to 0.
         hidden_rate (int): Channel Mix expansion. Defaults to 4.
-        init_values (float, optional): layer-scale init; None disables layer
-            scale. Defaults to None.
+        init_values (float, optional): layer-scale init; None or 0
+            disables layer scale. Defaults to None.
         post_norm (bool): post-norm residuals. Defaults to False.
         key_norm (bool): LayerNorm inside both mixes. Defaults to False.
         with_cp (bool): gradient checkpointing of the whole layer.

@@ -12,7 +12,7 @@ from mmengine.registry import MODELS
 import mmvrwkv  # noqa: F401
 from mmvrwkv.models.backbones.vrwkv import resize_pos_embed
 from mmvrwkv.utils import save_safetensors
-from tests.test_utils import official_state_dicts as official
+from tests.test_apis import official_state_dicts as official
 
 ARCH = dict(embed_dims=32, num_layers=2, post_norm=True, init_values=1e-5)
 

@@ -1,13 +1,12 @@
 """The VRWKV6 backbone: presets and parameter counts of the official models,
-official checkpoint names, options, the backbone contract, errors."""
-import copy
-import io
+official checkpoint names, heads, bfloat16, layer decay (the shared
+contract is in test_backbone_contract.py)."""
 
 import pytest
 import torch
 
 from mmvrwkv.models.backbones import VRWKV6
-from tests.test_utils.official_state_dicts import official_vrwkv6_classifier
+from tests.test_apis.official_state_dicts import official_vrwkv6_classifier
 
 PRESETS = {  # embed_dims, heads, post_norm, init_values
     'tiny': (192, 3, False, None),
@@ -71,6 +70,7 @@ def build_classifier(arch):
     GlobalAveragePooling, LinearClsHead (1000 classes)."""
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
+
     # another test may have left mmdet or mmseg as the default scope
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         return MODELS.build(dict(
@@ -132,36 +132,6 @@ def test_aliases_and_custom_arch():
     assert out[0].shape == (2, 128, 4, 4)
 
 
-def test_override_arch_options():
-    model = VRWKV6(arch='small', init_values=0.5, post_norm=False)
-    assert model.layers[0].gamma1[0].item() == 0.5
-    assert not model.layers[0].post_norm
-
-
-def test_out_indices_and_types():
-    model = VRWKV6(**small_cfg(out_indices=(0, -2, 3)))
-    assert model.out_indices == (0, 2, 3)
-    outs = model(torch.randn(2, 3, 64, 96))
-    assert [o.shape for o in outs] == [(2, 64, 4, 6)] * 3
-    raw = VRWKV6(**small_cfg(out_type='raw'))(torch.randn(2, 3, 64, 64))
-    assert raw[0].shape == (2, 16, 64)
-    pooled = VRWKV6(**small_cfg(out_type='avg_featmap')).eval()(
-        torch.randn(2, 3, 64, 64))[0]
-    assert pooled.shape == (2, 64)
-
-
-@pytest.mark.parametrize('size, grid', [((70, 49), (5, 4)),
-                                        ((256, 309), (16, 20)),
-                                        ((16, 16), (1, 1)),
-                                        ((17, 100), (2, 7))])
-def test_odd_and_non_square_inputs_are_padded(size, grid):
-    model = VRWKV6(**small_cfg()).eval()
-    with torch.no_grad():
-        out = model(torch.randn(1, 3, *size))[0]
-    assert out.shape == (1, 64, *grid)
-    assert torch.isfinite(out).all()
-
-
 def test_gradients_reach_every_parameter():
     model = VRWKV6(**small_cfg(
         arch=dict(embed_dims=64, num_layers=2, post_norm=True,
@@ -174,93 +144,17 @@ def test_gradients_reach_every_parameter():
         assert p.grad.abs().sum() > 0, name
 
 
-def test_with_cp_gives_same_gradients():
-    torch.manual_seed(1)
-    a = VRWKV6(**small_cfg())
-    b = VRWKV6(**small_cfg(with_cp=True))
-    b.load_state_dict(a.state_dict())
-    assert all(layer.with_cp for layer in b.layers)
-    x = torch.randn(2, 3, 64, 64)
-    for model in (a, b):
-        model.train()
-        model(x)[0].square().mean().backward()
-    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
-        assert pa.grad is not None, name
-        torch.testing.assert_close(pa.grad, pb.grad, msg=name)
-
-
-def test_frozen_stages():
-    model = VRWKV6(**small_cfg(frozen_stages=2))
-    model.train()
-    assert not model.pos_embed.requires_grad
-    assert not model.patch_embed.training
-    assert not any(p.requires_grad for p in model.layers[1].parameters())
-    assert all(p.requires_grad for p in model.layers[2].parameters())
-    everything = VRWKV6(**small_cfg(frozen_stages=4))
-    assert not any(p.requires_grad for p in everything.parameters())
-
-
-def test_layer_depth():
-    model = VRWKV6(**small_cfg())
-    assert model.get_layer_depth('backbone.pos_embed', 'backbone.') == (0, 6)
-    assert model.get_layer_depth('backbone.patch_embed.projection.weight',
-                                 'backbone.') == (0, 6)
-    assert model.get_layer_depth('backbone.layers.2.att.time_faaaa',
-                                 'backbone.') == (3, 6)
-    assert model.get_layer_depth('backbone.ln1.weight', 'backbone.') == (5, 6)
-    assert model.get_layer_depth('head.fc.weight', 'backbone.') == (5, 6)
-
-
 @pytest.mark.parametrize('kwargs, match', [
     (dict(arch='large'), "arch 'large' is not one of: base, small, tiny"),
-    (dict(arch=dict(embed_dims=64)), r"needs \['num_layers'\]"),
-    (dict(arch=dict(embed_dims=64, num_layers=2, num_heads=1)),
-     'unknown arch keys'),
     (dict(arch=dict(embed_dims=96, num_layers=2)),
      'heads of 64 channels: embed_dims must be a multiple of 64, got 96'),
-    (dict(out_indices=4), 'out of range'),
-    (dict(out_indices=-5), 'out of range'),
-    (dict(out_type='cls_token'), 'out_type'),
     (dict(shift_pixel=0), 'shift_pixel must be >= 1'),
-    (dict(shift_mode='eval("1")'), 'not one of: q_shift'),
 ])
 def test_bad_config_is_rejected(kwargs, match):
+    """VRWKV6's own checks; the shared ones are in
+    test_backbone_contract.py."""
     with pytest.raises((ValueError, TypeError), match=match):
         VRWKV6(**small_cfg(**kwargs))
-
-
-@pytest.mark.parametrize('x, match', [
-    (torch.randn(1, 3, 8, 40), r'input 8x40 is smaller than one patch'),
-    (torch.randn(1, 1, 64, 64), r'3-channel images, got 1'),
-    (torch.randn(3, 64, 64), r'\(B, C, H, W\)'),
-])
-def test_bad_images(x, match):
-    with pytest.raises(ValueError, match=match):
-        VRWKV6(**small_cfg())(x)
-
-
-def test_state_dict_round_trip():
-    model = VRWKV6(**small_cfg()).eval()
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    buf.seek(0)
-    other = VRWKV6(**small_cfg()).eval()
-    other.load_state_dict(torch.load(buf, weights_only=True))
-    x = torch.randn(1, 3, 64, 80)
-    with torch.no_grad():
-        torch.testing.assert_close(model(x)[0], other(x)[0])
-
-
-def test_pos_embed_resized_when_loading():
-    src = VRWKV6(**small_cfg(img_size=48))  # 3x3
-    dst = VRWKV6(**small_cfg(img_size=64))  # 4x4
-    state = copy.deepcopy(src.state_dict())
-    dst.load_state_dict(state)
-    assert dst.pos_embed.shape == (1, 16, 64)
-    with pytest.raises(ValueError,
-                       match=r'another arch preset \(tiny 192, small 384, '
-                       r'base 768\)'):
-        dst.load_state_dict(dict(state, pos_embed=torch.zeros(1, 9, 128)))
 
 
 def test_bfloat16_autocast():
@@ -268,14 +162,6 @@ def test_bfloat16_autocast():
     with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
         out = model(torch.randn(1, 3, 64, 64))[0]
     assert torch.isfinite(out).all()
-
-
-@pytest.mark.parametrize('scope', ['mmpretrain', 'mmdet', 'mmseg'])
-def test_registries_find_vrwkv6(scope):
-    import importlib
-    registry = importlib.import_module(f'{scope}.registry').MODELS
-    model = registry.build(dict(type='VRWKV6', **small_cfg()))
-    assert isinstance(model, VRWKV6)
 
 
 def test_layer_decay_constructor_accepts_vrwkv6():

@@ -88,9 +88,8 @@ def test_outputs_are_standard_nchw(mode):
     for out, stride in zip(outs, (4, 8, 16, 32)):
         assert out.is_contiguous()
         got = roi_align(out, rois, (7, 7), 1 / stride, 2, 'avg', True)
-        want = roi_align(out.detach().clone(memory_format=torch.
-                                             contiguous_format), rois,
-                         (7, 7), 1 / stride, 2, 'avg', True)
+        nchw = out.detach().clone(memory_format=torch.contiguous_format)
+        want = roi_align(nchw, rois, (7, 7), 1 / stride, 2, 'avg', True)
         torch.testing.assert_close(got, want)
 
 

@@ -5,8 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmvrwkv.models.layers import (SpatialMixV6, VRWKV6Block,
-                                   q_shift_multihead)
+from mmvrwkv.models.layers import SpatialMixV6, VRWKV6Block, q_shift_multihead
 from mmvrwkv.models.layers.shift import get_shift_func
 from mmvrwkv.ops import bi_wkv6_naive
 
