@@ -84,6 +84,8 @@ def bi_wkv6_info():
     import torch
 
     from mmvrwkv.ops import bi_wkv6
+    from mmvrwkv.ops.ext_loader import load_ext
+    load_ext()  # the extension registers its operators when it loads
     default = inspect.signature(bi_wkv6).parameters['backend'].default
     return dict(default_backend=default,
                 compiled_op=hasattr(torch.ops.mmvrwkv, 'bi_wkv6'))

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from bench_bi_wkv import fwd_bwd, timed
 from mmvrwkv.ops import bi_wkv6
+from mmvrwkv.ops.ext_loader import load_ext
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEAD_SIZE = 64
@@ -69,8 +70,8 @@ def bench_case(B, T, C, args, compiled_op):
             fwd_bwd(F.scaled_dot_product_attention, qkv), dev,
             args.repeats))
         for p in ('fwd', 'fwdbwd'):
-            row[f'sdpa_over_bi_wkv6_{p}'] = round(
-                row[f'sdpa_{p}_ms'] / row[f'bi_wkv6_{p}_ms'], 2)
+            ratio = row[f'sdpa_{p}_ms'] / row[f'bi_wkv6_{p}_ms']
+            row[f'sdpa_over_bi_wkv6_{p}'] = float(f'{ratio:.3g}')
     return row
 
 
@@ -115,6 +116,7 @@ def main():
         suffix = '' if args.dtype == 'float32' else f'_{args.dtype}'
         args.json = os.path.join(
             ROOT, 'docs', f'bench_bi_wkv6_{args.device}{suffix}.json')
+    load_ext()  # the extension registers its operators when it loads
     compiled_op = hasattr(torch.ops.mmvrwkv, 'bi_wkv6')
     machine = dict(
         device=args.device, torch=torch.__version__,
