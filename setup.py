@@ -33,8 +33,8 @@ def make_extension():
     import torch
     from torch.utils.cpp_extension import (CUDA_HOME, CppExtension,
                                            CUDAExtension)
-    srcs = ['cuda_ops/bi_wkv.cpp', 'cuda_ops/bi_wkv_library.cpp',
-            'cuda_ops/pybind.cpp'] + sorted(
+    srcs = ['cuda_ops/bi_wkv.cpp', 'cuda_ops/bi_wkv6.cpp',
+            'cuda_ops/bi_wkv_library.cpp', 'cuda_ops/pybind.cpp'] + sorted(
         glob.glob('cuda_ops/cpu/*.cpp'))
     # -fno-trapping-math lets gcc if-convert the branch-free scan loops over
     # channel lanes (we never rely on floating-point traps). -fopenmp: ATen's

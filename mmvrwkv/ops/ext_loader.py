@@ -1,7 +1,7 @@
 """Loads the compiled extension ``mmvrwkv._ext`` built by setup.py.
 
 Nothing is compiled here. Loading the extension registers the operators
-``torch.ops.mmvrwkv.bi_wkv`` and ``torch.ops.mmvrwkv.bi_wkv_backward`` with
+``torch.ops.mmvrwkv.bi_wkv``, ``bi_wkv6`` and their backward ops with
 PyTorch's dispatcher. A missing or broken build leaves ``load_ext()``
 returning ``None`` and the reason in ``load_error()``.
 """
@@ -35,6 +35,15 @@ def load_ext():
         except ImportError as e:  # not built, or built against another torch
             _error = str(e)
     return _ext
+
+
+def has_op(*names: str) -> bool:
+    """Whether the loaded extension registered all the operators
+    ``torch.ops.mmvrwkv.<name>`` (a build older than an operator lacks it;
+    Bi-WKV's are required by :func:`load_ext`, later ones are checked
+    here)."""
+    return load_ext() is not None and all(
+        hasattr(torch.ops.mmvrwkv, name) for name in names)
 
 
 def load_error() -> Optional[str]:

@@ -51,3 +51,76 @@ def make_inputs(B, T, C, dtype=torch.float32, device='cpu', k_scale=1.0,
         for x in out:
             x.requires_grad_(True)
     return out
+
+
+# ---- Bi-WKV6 (VRWKV6) -----------------------------------------------------
+# Shared by the Bi-WKV6 tests of every device (test_bi_wkv6.py: cpu, cuda;
+# the CUDA emulator's tests): an implementation under test is a pair
+# forward(r, k, v, w, u) -> y and backward(r, k, v, w, u, gy) -> (gr, gk, gv,
+# gw, gu) on CPU tensors, with the dtypes of torch.ops.mmvrwkv.bi_wkv6.
+
+# Relative error allowed against the float64 reference evaluated on the same
+# (rounded) inputs: only accumulation (float32) and output rounding remain.
+BI_WKV6_TOL = {
+    torch.float64: 1e-11,
+    torch.float32: 2e-5,
+    torch.bfloat16: 1e-2,  # gradients are written in bfloat16 (8 bits)
+    torch.float16: 2e-3,   # gradients are written in float16 (11 bits)
+}
+
+
+def bi_wkv6_inputs(B, T, H, N, dtype=torch.float32, device='cpu',
+                   w_shift=-1.0, w_values=None, k_scale=1.0, seed=0):
+    """r, k, v, w of shape (B, T, H * N) in ``dtype`` and u (H, N) in the
+    accumulation dtype (float64 for float64, else float32), as the kernels
+    take them. w is N(w_shift, 1), or drawn from ``w_values`` element by
+    element when given (extreme decays: e.g. -20 keeps everything, 5 or 100
+    forget at once)."""
+    g = torch.Generator().manual_seed(seed * 7919 + B * 1009 + T * 31 + H)
+    C = H * N
+    r, k, v = (torch.randn(B, T, C, generator=g, dtype=torch.float64)
+               for _ in range(3))
+    k = k * k_scale
+    if w_values is None:
+        w = torch.randn(B, T, C, generator=g, dtype=torch.float64) + w_shift
+    else:
+        choice = torch.randint(len(w_values), (B, T, C), generator=g)
+        w = torch.tensor(w_values, dtype=torch.float64)[choice]
+    u = torch.randn(H, N, generator=g, dtype=torch.float64) * 0.5
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    return ([x.to(device, dtype) for x in (r, k, v, w)] + [u.to(device, acc)])
+
+
+def bi_wkv6_expected(r, k, v, w, u, gy):
+    """y and the gradients (gr, gk, gv, gw, gu) of <y, gy> from the float64
+    reference on the given (possibly rounded) inputs, on the CPU."""
+    from mmvrwkv.ops import bi_wkv6_reference
+    xs = [x.detach().cpu().double().requires_grad_() for x in (r, k, v, w, u)]
+    y = bi_wkv6_reference(*xs, chunk_size=32)
+    grads = torch.autograd.grad(y, xs, gy.detach().cpu().double())
+    return y.detach(), grads
+
+
+def check_bi_wkv6(forward, backward, inputs, tol=None, name=''):
+    """Runs ``forward``/``backward`` on ``inputs`` (from bi_wkv6_inputs) and
+    compares y and every gradient with the float64 reference: dtypes as the
+    operator's contract, values within ``tol`` (BI_WKV6_TOL by default)
+    relative to each tensor's largest expected magnitude."""
+    r, k, v, w, u = inputs
+    acc = torch.float64 if r.dtype == torch.float64 else torch.float32
+    tol = BI_WKV6_TOL[r.dtype] if tol is None else tol
+    g = torch.Generator().manual_seed(r.shape[1])
+    gy = torch.randn(r.shape, generator=g, dtype=torch.float64).to(
+        r.device, acc)
+    want_y, want_grads = bi_wkv6_expected(r, k, v, w, u, gy)
+    y = forward(r, k, v, w, u)
+    assert y.dtype == acc and y.shape == r.shape, (y.dtype, y.shape)
+    assert_rel_close(y, want_y, BI_WKV6_TOL[acc] if acc != r.dtype else tol,
+                     f'{name} y')
+    grads = backward(r, k, v, w, u, gy)
+    for gname, got, want, x in zip(['gr', 'gk', 'gv', 'gw', 'gu'], grads,
+                                   want_grads, inputs):
+        assert got.dtype == x.dtype and got.shape == x.shape, (
+            gname, got.dtype, got.shape)
+        assert_rel_close(got, want, tol, f'{name} {gname}')
+    return y, grads

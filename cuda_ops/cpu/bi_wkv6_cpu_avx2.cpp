@@ -1,0 +1,31 @@
+// The Bi-WKV6 CPU kernels compiled for AVX2 + FMA, chosen at run time when
+// the CPU has them (bi_wkv6_cpu.cpp). Headers included before the target
+// pragma keep the default target; the kernels get their own namespace.
+// fp-contract=fast: fuse the scans' multiply-adds into FMAs (the -std=c++20
+// build turns contraction off by default).
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#pragma GCC target("avx2,fma")
+#pragma GCC optimize("fp-contract=fast")
+#define BIWKV6_ISA avx2
+#include "bi_wkv6_cpu_kernel.h"
+
+namespace bi_wkv6 {
+inline namespace avx2 {
+BIWKV6_INSTANTIATE_CPU_KERNELS(float, float, 64)
+BIWKV6_INSTANTIATE_CPU_KERNELS(float, float, 0)
+BIWKV6_INSTANTIATE_CPU_KERNELS(double, double, 64)
+BIWKV6_INSTANTIATE_CPU_KERNELS(double, double, 0)
+BIWKV6_INSTANTIATE_CPU_KERNELS(c10::Half, float, 64)
+BIWKV6_INSTANTIATE_CPU_KERNELS(c10::Half, float, 0)
+BIWKV6_INSTANTIATE_CPU_KERNELS(c10::BFloat16, float, 64)
+BIWKV6_INSTANTIATE_CPU_KERNELS(c10::BFloat16, float, 0)
+}  // namespace avx2
+}  // namespace bi_wkv6
+#endif
