@@ -1,6 +1,8 @@
 # One command each: `make demo` (set up, then run the main job) and
 # `make test` (set up, then run the tests). Both create or reuse .venv here.
+# `make demo MODEL=vrwkv6` runs the demo with the VRWKV6 backbone.
 VENV ?= .venv
+MODEL ?= vrwkv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
@@ -10,7 +12,7 @@ setup:
 	bash tools/setup_env.sh
 
 demo: setup
-	PATH=$(abspath $(VENV))/bin:$$PATH bash tools/run_demo.sh
+	PATH=$(abspath $(VENV))/bin:$$PATH MODEL=$(MODEL) bash tools/run_demo.sh
 
 presets: setup
 	$(PY) tools/demo.py

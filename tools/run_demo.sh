@@ -5,10 +5,19 @@
 # visualised predictions as PNGs and printing mIoU and COCO mAP.
 # The Mask R-CNN starts from the UperNet's backbone (same architecture), as
 # the paper's detectors start from ImageNet weights.
-#   bash tools/run_demo.sh [WORK_DIR]   (default work_dirs/demo)
+#   [MODEL=vrwkv6] bash tools/run_demo.sh [WORK_DIR]
+# MODEL: vrwkv (default) or vrwkv6, the backbone of the demo configs
+# configs/demo/{upernet,mask_rcnn}_${MODEL}_demo_shapes.py. WORK_DIR defaults
+# to work_dirs/demo (vrwkv) or work_dirs/demo_${MODEL}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-WORK=${1:-work_dirs/demo}
+MODEL=${MODEL:-vrwkv}
+case "$MODEL" in
+  vrwkv) DEFAULT_WORK=work_dirs/demo ;;
+  vrwkv6) DEFAULT_WORK=work_dirs/demo_vrwkv6 ;;
+  *) echo "MODEL=$MODEL is not one of: vrwkv, vrwkv6" >&2; exit 2 ;;
+esac
+WORK=${1:-$DEFAULT_WORK}
 DATA=data/shapes
 PY=${PYTHON:-python}
 MIM=${MIM:-mim}
@@ -27,9 +36,10 @@ run() {  # package config name checkpoint [train --cfg-options...]
 }
 
 mkdir -p "$WORK"
-run mmsegmentation configs/demo/upernet_vrwkv_demo_shapes.py upernet \
+run mmsegmentation "configs/demo/upernet_${MODEL}_demo_shapes.py" upernet \
   iter_400.pth
-run mmdet configs/demo/mask_rcnn_vrwkv_demo_shapes.py mask_rcnn epoch_12.pth \
+run mmdet "configs/demo/mask_rcnn_${MODEL}_demo_shapes.py" mask_rcnn \
+  epoch_12.pth \
   --cfg-options model.backbone.init_cfg.type=Pretrained \
   "model.backbone.init_cfg.checkpoint=$WORK/upernet/iter_400.pth" \
   model.backbone.init_cfg.prefix=backbone.

@@ -1,8 +1,9 @@
 """Models; importing this registers them in mmengine's root MODELS registry,
 which the mmpretrain, mmdet and mmsegmentation registries inherit from."""
-from .backbones import VRWKV, VRWKV6, VRWKVAdapter  # noqa: F401
+from .backbones import VRWKV, VRWKV6, VRWKV6Adapter, VRWKVAdapter
 from .layers import ChannelMix, SpatialMix, VRWKVBlock  # noqa: F401
 
 __all__ = [
-    'VRWKV', 'VRWKV6', 'VRWKVAdapter', 'VRWKVBlock', 'SpatialMix', 'ChannelMix'
+    'VRWKV', 'VRWKV6', 'VRWKVAdapter', 'VRWKV6Adapter', 'VRWKVBlock',
+    'SpatialMix', 'ChannelMix'
 ]
