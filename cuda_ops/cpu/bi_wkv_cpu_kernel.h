@@ -1,8 +1,9 @@
 // Per-block Bi-WKV CPU kernels, compiled once per instruction set (see
-// bi_wkv_cpu.cpp and bi_wkv_cpu_avx2.cpp). Channels are contiguous in memory,
-// so a block is kLanes neighbouring channels of one batch element; loops over
-// the lanes have a fixed trip count and restrict-qualified pointers so that
-// they vectorise. Blocks narrower than kLanes are padded by the caller.
+// bi_wkv_cpu.cpp, bi_wkv_cpu_avx2.cpp and bi_wkv_cpu_avx512.cpp). Channels
+// are contiguous in memory, so a block is kLanes neighbouring channels of one
+// batch element; loops over the lanes have a fixed trip count and
+// restrict-qualified pointers so that they vectorise. Blocks narrower than
+// kLanes are padded by the caller.
 #pragma once
 
 #include <algorithm>

@@ -17,7 +17,7 @@ std::vector<at::Tensor> backward(const at::Tensor& w, const at::Tensor& u,
                                  const at::Tensor& k, const at::Tensor& v,
                                  const at::Tensor& gy);
 bool has_cuda();
-// Instruction set of the CPU kernels in use: "avx2" or "generic".
+// Instruction set of the CPU kernels in use: "avx512", "avx2" or "generic".
 std::string cpu_isa();
 // Number of threads a parallel CPU kernel actually runs on (1 if the
 // extension was built without OpenMP, whatever torch.get_num_threads() says).
