@@ -15,17 +15,17 @@ import glob
 import json
 import os
 import subprocess
-import sys
 import tarfile
 import tempfile
 
 import torch
 from torch.utils.cpp_extension import load
 
+# a sibling module: running this script puts its folder on the path
+from bench_bi_wkv import copy_bandwidth, timed
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-from bench_bi_wkv import copy_bandwidth, timed  # noqa: E402
 
 FLAGS = ['-O3', '-std=c++20', '-fno-trapping-math', '-fopenmp', '-Wno-psabi']
 

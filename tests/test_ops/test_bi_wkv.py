@@ -268,10 +268,11 @@ def test_fallback_warns_once(monkeypatch):
         bi_wkv(w, u, k, v, backend='compiled')
 
 
+# run with the repository as working directory, which `python -c` puts on
+# the path
 _ISA_SCRIPT = '''
-import torch, sys
+import torch
 from mmvrwkv.ops import ext_loader, bi_wkv
-sys.path.insert(0, {root!r})
 from tests.test_ops.helpers import make_inputs
 print(ext_loader.load_ext().cpu_isa())
 inputs = make_inputs(2, 150, 37, requires_grad=True)
@@ -296,7 +297,7 @@ def test_cpu_isa_builds_agree(tmp_path):
         out = str(tmp_path / f'{isa}.pt')
         env = dict(os.environ, MMVRWKV_CPU_ISA=isa)
         proc = subprocess.run(
-            [sys.executable, '-c', _ISA_SCRIPT.format(root=root, out=out)],
+            [sys.executable, '-c', _ISA_SCRIPT.format(out=out)], cwd=root,
             env=env, capture_output=True, text=True, check=True)
         results[isa] = (proc.stdout.split()[-1], torch.load(out))
     assert results['generic'][0] == 'generic'
