@@ -5,7 +5,7 @@
         mask_rcnn_vrwkv_adapter_tiny_fpn_1x_coco.pth mask_rcnn_t.safetensors
 
 Reads the file with ``weights_only=True``, finds the weights, renames what
-differs (see mmvrwkv/utils/official_checkpoint.py), checks every key and
+differs (see mmvrwkv/apis/official_checkpoint.py), checks every key and
 shape against the model of the matching config in configs/ (or --config),
 and writes a ``.pth`` (``{'state_dict', 'meta'}``) or, for a DST ending in
 ``.safetensors``, a safetensors file. The output loads with strict=True.
@@ -17,12 +17,12 @@ import sys
 from collections import Counter
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
+from mmvrwkv.apis import build_model
+from mmvrwkv.apis.official_checkpoint import (KINDS, compare_shapes,
+                                              convert_official)
 from mmvrwkv.utils import load_checkpoint_file, save_safetensors
-from mmvrwkv.utils.official_checkpoint import (KINDS, build_model_skeleton,
-                                               compare_shapes,
-                                               convert_official)
 
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                       'configs')
@@ -93,10 +93,9 @@ def main(argv=None) -> int:
         config = args.config or default_config(conv.kind, conv.arch)
     except (ValueError, RuntimeError, FileNotFoundError) as err:
         sys.exit(f'{args.src}: {err}')
-    cfg = Config.fromfile(config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    problems = compare_shapes(conv.state_dict, build_model_skeleton(cfg))
+    # on the 'meta' device: names and shapes, no memory, no download
+    skeleton = build_model(config, args.cfg_options, device='meta')
+    problems = compare_shapes(conv.state_dict, skeleton)
     if problems:
         sys.exit(f'{args.src} does not fit the model of {config} '
                  f'(VRWKV {conv.arch}, {conv.kind}):\n  '

@@ -40,7 +40,6 @@ weights-only and must match the model exactly (a full-model checkpoint's
 """
 import argparse
 import contextlib
-import importlib
 import os
 import os.path as osp
 import sys
@@ -82,17 +81,6 @@ class TensorForward(nn.Module):
         return [f'feat{i}' for i in range(count)]
 
 
-def _without_init_cfg(cfg):
-    """The model config with every ``init_cfg`` and ``pretrained`` removed,
-    so that nothing would be downloaded even if weights were initialised."""
-    if isinstance(cfg, dict):
-        return type(cfg)({k: _without_init_cfg(v) for k, v in cfg.items()
-                          if k not in ('init_cfg', 'pretrained')})
-    if isinstance(cfg, (list, tuple)):
-        return type(cfg)(_without_init_cfg(v) for v in cfg)
-    return cfg
-
-
 def build_model(config: str, checkpoint: Optional[str] = None,
                 backbone_only: bool = False) -> TensorForward:
     """The config's model (or its backbone) in eval mode on the CPU, with
@@ -106,7 +94,8 @@ def build_model(config: str, checkpoint: Optional[str] = None,
     """
     from mmengine.config import Config
     from mmengine.model import revert_sync_batchnorm
-    from mmengine.registry import MODELS, init_default_scope
+
+    from mmvrwkv.apis import build_model as build_config_model
 
     if not osp.isfile(config):
         raise FileNotFoundError(f'config {config} does not exist')
@@ -115,7 +104,6 @@ def build_model(config: str, checkpoint: Optional[str] = None,
     except Exception as err:  # syntax errors, missing _base_, bad imports
         raise ExportError(f'cannot read config {config}: '
                           f'{type(err).__name__}: {err}') from err
-    import mmvrwkv  # noqa: F401  registers the models (if the config doesn't)
     scope = cfg.get('default_scope')
     if scope not in KINDS or 'model' not in cfg:
         raise ExportError(
@@ -129,15 +117,10 @@ def build_model(config: str, checkpoint: Optional[str] = None,
             f'{config} is a detector config: only its backbone exports '
             '(--backbone-only); the detector heads post-process with '
             'data-dependent shapes')
-    importlib.import_module(f'{scope}.utils').register_all_modules(
-        init_default_scope=False)
-    init_default_scope(scope)
-    model_cfg = _without_init_cfg(cfg.model)
-    model_cfg.pop('data_preprocessor', None)  # normalisation stays outside
-    if backbone_only:
-        model = MODELS.build(model_cfg['backbone'])
-    else:
-        model = MODELS.build(model_cfg)
+    # no init_cfg: nothing would be downloaded even if weights were
+    # initialised; no data preprocessor: normalisation stays outside
+    model = build_config_model(cfg, backbone_only=backbone_only,
+                               init_cfg=False, data_preprocessor=False)
     # SyncBN is BN in eval mode; plain BN needs no process group
     model = revert_sync_batchnorm(model)
     if checkpoint is not None:
@@ -151,9 +134,9 @@ def load_weights(model: nn.Module, checkpoint: str,
     """Load ``checkpoint`` (weights only) into ``model``, strictly."""
     from mmengine.runner.checkpoint import load_state_dict
 
-    from mmvrwkv.utils.official_checkpoint import (compare_shapes,
-                                                   find_state_dict,
-                                                   strip_module_prefix)
+    from mmvrwkv.apis.official_checkpoint import (compare_shapes,
+                                                  find_state_dict,
+                                                  strip_module_prefix)
     from mmvrwkv.utils.safe_loading import load_checkpoint_file
     try:
         loaded = load_checkpoint_file(checkpoint, map_location='cpu')

@@ -12,13 +12,11 @@ does). The model is built from the config as is: its SyncBN layers count
 zero, as in mmcv's counter that produced the published numbers.
 """
 import argparse
-import importlib
 
 import torch
-from mmengine.config import Config, DictAction
-from mmengine.registry import init_default_scope
+from mmengine.config import DictAction
 
-from mmvrwkv.utils.flops import count_flops
+from mmvrwkv.apis import build_model, count_flops, load_config
 
 DENSE_INPUT = {'mmdet': (800, 1333), 'mmseg': (512, 512)}
 
@@ -33,9 +31,7 @@ def main():
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
     args = parser.parse_args()
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     scope = cfg.get('default_scope', 'mmengine')
     if args.shape is None:
         args.shape = list(DENSE_INPUT.get(scope, (224, ))) \
@@ -43,14 +39,8 @@ def main():
     if len(args.shape) not in (1, 2):
         parser.error('--shape takes H or H W')
     h, w = (args.shape * 2)[:2]
-    init_default_scope(scope)
-    models = importlib.import_module(f'{scope}.registry').MODELS
-    if args.backbone_only:
-        # no need to build (or download weights for) the heads
-        cfg.model.backbone.pop('init_cfg', None)
-        model = models.build(cfg.model.backbone)
-    else:
-        model = models.build(cfg.model)
+    # the backbone alone needs no heads
+    model = build_model(cfg, backbone_only=args.backbone_only)
     flops = count_flops(model, (torch.randn(1, 3, h, w), ))
     params = sum(p.numel() for p in model.parameters())
     print(f'input 3x{h}x{w}: {flops["total"] / 1e9:.2f} GFLOPs '

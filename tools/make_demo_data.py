@@ -3,8 +3,8 @@
 Each image shows a few non-overlapping shapes (circle, square, triangle) of
 random size, rotation and position on a noisy grey background. Each class
 has its own hue family (jittered), so a model trained from scratch for a few
-minutes on a CPU can tell the classes apart; the outlines still differ. The same scenes are written
-twice:
+minutes on a CPU can tell the classes apart; the outlines still differ.
+The same scenes are written twice:
 
     OUT/coco/{train2017,val2017}/*.png
     OUT/coco/annotations/instances_{train2017,val2017}.json   (polygons)

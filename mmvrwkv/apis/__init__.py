@@ -1,4 +1,12 @@
-"""Inference for people: images in, visualised predictions (PNG) out."""
+"""What people and tools call: build a config's model, run inference and
+save pictures, count FLOPs, convert official checkpoints."""
+from .flops import count_flops
 from .inference import IMAGE_SUFFIXES, build_inferencer, inference, list_images
+from .model_builder import build_model, enter_scope, load_config
+from .official_checkpoint import compare_shapes, convert_official
 
-__all__ = ['IMAGE_SUFFIXES', 'build_inferencer', 'inference', 'list_images']
+__all__ = [
+    'IMAGE_SUFFIXES', 'build_inferencer', 'inference', 'list_images',
+    'build_model', 'enter_scope', 'load_config', 'count_flops',
+    'compare_shapes', 'convert_official'
+]

@@ -4,8 +4,9 @@ Built on the host libraries' inferencers (mmdet ``DetInferencer``, mmseg
 ``MMSegInferencer``, mmpretrain ``ImageClassificationInferencer``), chosen
 by the config's ``default_scope``; they read class names and palette from
 the checkpoint's ``dataset_meta`` (kept by tools/convert_official.py) and
-load weights through mmengine, so ``.pth`` and ``.safetensors`` both work
-and nothing pickled is executed.
+load weights through mmengine, here with mmvrwkv's loaders
+(:func:`mmvrwkv.utils.enable_safe_loading`), so ``.pth`` and
+``.safetensors`` both work and nothing pickled is executed.
 """
 import os
 import os.path as osp
@@ -15,6 +16,8 @@ import mmcv
 import numpy as np
 import torch
 from mmengine.config import Config
+
+from ..utils import enable_safe_loading
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
@@ -54,6 +57,8 @@ def build_inferencer(config: Union[str, Config], checkpoint: Optional[str],
             '://' not in checkpoint:
         raise FileNotFoundError(f'checkpoint {checkpoint} does not exist')
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    # the inferencers load weights through mmengine, outside any runner
+    enable_safe_loading()
     if scope == 'mmdet':
         from mmdet.apis import DetInferencer
         inferencer = DetInferencer(model=cfg, weights=checkpoint,

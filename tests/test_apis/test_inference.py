@@ -6,12 +6,9 @@ import os
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
-from mmengine.registry import MODELS, init_default_scope
 from PIL import Image
 
-import mmvrwkv  # noqa: F401
-from mmvrwkv.apis import inference, list_images
+from mmvrwkv.apis import build_model, inference, list_images
 from mmvrwkv.utils import save_safetensors
 from tests.test_tools.tool_loader import ROOT, load_tool
 
@@ -34,9 +31,7 @@ def image_dir(tmp_path_factory):
 
 
 def save_untrained(cfg_path, path, classes):
-    cfg = Config.fromfile(cfg_path)
-    init_default_scope(cfg.default_scope)
-    model = MODELS.build(cfg.model)
+    model = build_model(cfg_path)
     meta = dict(dataset_meta=dict(classes=list(classes)))
     if str(path).endswith('.safetensors'):
         save_safetensors(model.state_dict(), str(path), meta)

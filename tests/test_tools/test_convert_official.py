@@ -6,16 +6,16 @@ import os
 
 import pytest
 import torch
-from mmengine.config import Config
-from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import load_checkpoint
 
-import mmvrwkv  # noqa: F401
-from tests.test_utils import official_state_dicts as official
-
+from mmvrwkv.apis import build_model
+from tests.test_apis import official_state_dicts as official
 from .tool_loader import ROOT, load_tool
 
 convert = load_tool('convert_official')
+# the converted files load through mmengine with mmvrwkv's loaders
+# (.safetensors), as in the configs (CheckpointSafetyHook)
+pytestmark = pytest.mark.usefixtures('safe_loading')
 DET_CFG = os.path.join(ROOT, 'configs', 'demo',
                        'mask_rcnn_vrwkv_demo_shapes.py')
 SEG_CFG = os.path.join(ROOT, 'configs', 'demo',
@@ -28,11 +28,7 @@ L_HEAD = {'head.0.weight': 'head.layers.pre_logits.weight',
 
 
 def build(cfg_path):
-    cfg = Config.fromfile(cfg_path)
-    init_default_scope(cfg.default_scope)
-    if cfg.model.backbone.get('init_cfg'):
-        cfg.model.backbone.init_cfg = None
-    return MODELS.build(cfg.model).eval()
+    return build_model(cfg_path, init_cfg=False).eval()
 
 
 def copied_by_hand(cfg_path, official_state, renames=None):

@@ -7,6 +7,8 @@ from mmengine.dist import all_gather_object, get_dist_info
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
+from ..runner import PortableRunner
+
 KEY = 'rng_state'
 # every rank's state, in rank order, in checkpoints of data-parallel runs
 RANKS_KEY = 'rng_state_ranks'
@@ -68,13 +70,17 @@ class RNGStateHook(Hook):
     continues from the seed's initial state instead.
 
     Data-parallel runs: only rank 0 writes the checkpoint
-    (``Runner.save_checkpoint`` is ``master_only``), but every rank calls
-    it, so the hook wraps that call to gather all ranks' states into rank
-    0 first (one ``all_gather_object`` per checkpoint, none per
-    iteration). The checkpoint keeps rank 0's state under ``rng_state`` and
-    the list under ``rng_state_ranks``; on resume each rank takes its own.
-    Resumed with another number of processes, rank 0 restores its state
-    and the other ranks continue from their seed, with a warning.
+    (``Runner.save_checkpoint`` is ``master_only``, so
+    ``before_save_checkpoint`` runs on rank 0 alone), but every rank calls
+    it. :class:`~mmvrwkv.engine.PortableRunner` calls the hook event
+    ``before_save_checkpoint_on_all_ranks`` on every rank first, where this
+    hook gathers all ranks' states into rank 0 (one ``all_gather_object``
+    per checkpoint, none per iteration). The checkpoint keeps rank 0's
+    state under ``rng_state`` and the list under ``rng_state_ranks``; on
+    resume each rank takes its own. Resumed with another number of
+    processes, rank 0 restores its state and the other ranks continue from
+    their seed, with a warning. With another runner, data-parallel
+    checkpoints hold rank 0's state only (a warning says so).
 
     The state is restored where the uninterrupted run would draw its next
     random number: before the first epoch after resuming (epoch-based
@@ -86,29 +92,30 @@ class RNGStateHook(Hook):
     def __init__(self):
         self._pending = None
         self._gathered = None
-        self._wrapped = None  # the runner whose save_checkpoint gathers
 
     def before_run(self, runner) -> None:
         _, world_size = get_dist_info()
-        if world_size == 1 or self._wrapped is runner:
-            return
-        self._wrapped = runner
-        save = runner.save_checkpoint
+        if world_size > 1 and not isinstance(runner, PortableRunner):
+            runner.logger.warning(
+                "RNGStateHook saves every rank's random-number state with "
+                "runner_type='PortableRunner' only; with "
+                f"{type(runner).__name__} the checkpoints hold rank 0's "
+                'state, and a resumed run will not match an uninterrupted '
+                'one')
 
-        def gather_then_save(*args, **kwargs):
-            # a collective: every rank is here, before rank 0 writes
-            self._gathered = all_gather_object(get_rng_state())
-            try:
-                return save(*args, **kwargs)
-            finally:
-                self._gathered = None
-
-        runner.save_checkpoint = gather_then_save
+    def before_save_checkpoint_on_all_ranks(self, runner) -> None:
+        """Gather every rank's state into rank 0 (a collective: every rank
+        calls this, from :meth:`PortableRunner.save_checkpoint`)."""
+        rank, world_size = get_dist_info()
+        if world_size > 1:
+            states = all_gather_object(get_rng_state())
+            self._gathered = states if rank == 0 else None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint[KEY] = get_rng_state()
-        if self._gathered is not None:
-            checkpoint[RANKS_KEY] = self._gathered
+        gathered, self._gathered = self._gathered, None
+        if gathered is not None:
+            checkpoint[RANKS_KEY] = gathered
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         if KEY not in checkpoint:

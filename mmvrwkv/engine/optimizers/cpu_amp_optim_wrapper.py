@@ -1,6 +1,7 @@
 """Mixed precision on the CPU: bfloat16 autocast, no loss scaling."""
+import copy
 from contextlib import ExitStack, contextmanager
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -29,16 +30,22 @@ class CPUAmpOptimWrapper(OptimWrapper):
     Only the feature extractor (``autocast_modules``, by default the
     model's backbone and neck, where nearly all the FLOPs are) runs under
     autocast, and its outputs are cast back to float32: mmcv's CPU kernels
-    used by the heads (``nms``, ``RoIAlign``) accept float32 only.
+    used by the heads (``nms``, ``RoIAlign``) accept float32 only. This is
+    done with forward pre-hooks and forward hooks on those modules,
+    registered for the duration of :meth:`optim_context` (the model's
+    forward in ``train_step``) and removed after it.
 
     :class:`~mmvrwkv.engine.PortableRunner` builds this wrapper instead of
-    ``AmpOptimWrapper`` (what ``--amp`` asks for) when there is no GPU.
+    ``AmpOptimWrapper`` (what ``--amp`` asks for) when there is no GPU; see
+    :func:`cpu_amp_config`.
 
     Args:
-        dtype (str | torch.dtype): autocast dtype. Defaults to 'bfloat16'.
+        dtype (str | torch.dtype): autocast dtype, bfloat16 or float16.
+            Defaults to 'bfloat16'.
         autocast_modules (Sequence[str], optional): attributes of the model
-            to run under autocast (those the model has); None autocasts the
-            whole forward. Defaults to ('backbone', 'neck').
+            to run under autocast (those the model has); None, or none of
+            them present, autocasts the whole forward with outputs left as
+            they come. Defaults to ('backbone', 'neck').
         **kwargs: the arguments of :class:`OptimWrapper`.
     """
 
@@ -77,16 +84,56 @@ class CPUAmpOptimWrapper(OptimWrapper):
             yield
 
     @contextmanager
-    def _autocast(self, module: nn.Module):
-        """Run ``module``'s forward under autocast, float32 outputs."""
-        forward = module.forward
+    def _autocast(self, module: nn.Module) -> Iterator[None]:
+        """Run ``module``'s forward under autocast, with float32 outputs,
+        while the context is open.
 
-        def cast_forward(*args, **kwargs):
-            with torch.autocast('cpu', dtype=self.cast_dtype):
-                return _to_float(forward(*args, **kwargs))
+        The pre-hook is appended and the forward hook prepended, so the
+        module's other hooks run outside autocast and see float32 outputs.
+        """
+        entered = []  # one autocast context per call in progress
 
-        module.forward = cast_forward
+        def enter(mod, args):
+            context = torch.autocast('cpu', dtype=self.cast_dtype)
+            context.__enter__()
+            entered.append(context)
+
+        def leave(mod, args, output):
+            entered.pop().__exit__(None, None, None)
+            return _to_float(output)
+
+        handles = [module.register_forward_pre_hook(enter),
+                   module.register_forward_hook(leave, prepend=True)]
         try:
             yield
         finally:
-            del module.forward
+            for handle in handles:
+                handle.remove()
+            # a forward that raised skipped its forward hook
+            while entered:
+                entered.pop().__exit__(None, None, None)
+
+
+def cpu_amp_config(optim_wrapper: dict) -> dict:
+    """``AmpOptimWrapper`` config -> the equivalent ``CPUAmpOptimWrapper``.
+
+    What ``--amp`` sets (``type='AmpOptimWrapper'``, ``loss_scale``) cannot
+    run without a GPU. The returned copy has ``type='CPUAmpOptimWrapper'``,
+    no ``loss_scale`` or ``use_fsdp`` (float16 loss scaling has no meaning
+    for bfloat16), and ``dtype='bfloat16'`` unless bfloat16 was asked for
+    already. Other keys pass through.
+
+    Args:
+        optim_wrapper (dict): an ``optim_wrapper`` config with
+            ``type='AmpOptimWrapper'``.
+
+    Returns:
+        dict: a new config.
+    """
+    optim_wrapper = copy.deepcopy(optim_wrapper)
+    optim_wrapper['type'] = 'CPUAmpOptimWrapper'
+    optim_wrapper.pop('loss_scale', None)
+    optim_wrapper.pop('use_fsdp', None)
+    if optim_wrapper.get('dtype') in (None, 'float16', torch.float16):
+        optim_wrapper['dtype'] = 'bfloat16'
+    return optim_wrapper

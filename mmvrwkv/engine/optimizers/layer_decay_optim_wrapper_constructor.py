@@ -28,10 +28,13 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         optim_wrapper = dict(
             constructor='LayerDecayOptimWrapperConstructor',
             optimizer=dict(type='AdamW', lr=2e-4, weight_decay=0.01),
-            paramwise_cfg=dict(num_layers=12, layer_decay_rate=0.85))
+            paramwise_cfg=dict(layer_decay_rate=0.85))
 
     ``paramwise_cfg`` keys: ``layer_decay_rate`` (required, in (0, 1]) and
-    ``num_layers`` (optional; checked against the backbone's depth).
+    ``num_layers`` (optional). The depth always comes from the backbone;
+    ``num_layers``, which the official configs carry, is only checked
+    against it, so a ported config with the wrong depth fails instead of
+    silently decaying differently.
     """
 
     def __init__(self, optim_wrapper_cfg: dict,
@@ -55,11 +58,15 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             raise TypeError(
                 f'{type(module).__name__} has no backbone with '
                 'get_layer_depth(); layer-wise decay needs a VRWKV backbone')
+        # mmpretrain's contract: (layer id, num_layers + 2), also for names
+        # outside the backbone
+        _, total = backbone.get_layer_depth('', 'backbone.')
         expected = self.paramwise_cfg.get('num_layers')
-        if expected is not None and expected != backbone.num_layers:
+        if expected is not None and expected != total - 2:
             raise ValueError(
                 f'paramwise_cfg.num_layers={expected} but the backbone has '
-                f'{backbone.num_layers} layers')
+                f'{total - 2} layers (leave num_layers out: the depth is '
+                "taken from the backbone's get_layer_depth)")
         rate = self.paramwise_cfg['layer_decay_rate']
         groups = {}
         for name, param in module.named_parameters():

@@ -1,13 +1,15 @@
 """A real mmengine Runner trains a VRWKV classifier on a small image folder,
-writes a checkpoint, and that checkpoint loads with weights_only=True."""
+writes a checkpoint, and that checkpoint loads with weights_only=True: in
+a config of one's own, ``custom_imports`` plus the one line that turns on
+CheckpointSafetyHook."""
 import os
 
 import numpy as np
-import torch
 from mmengine.runner import Runner
 from PIL import Image
 
-import mmvrwkv  # noqa: F401  (registers VRWKV, allowlists checkpoint types)
+import mmvrwkv  # noqa: F401  (registers VRWKV and CheckpointSafetyHook)
+from mmvrwkv.utils import load_checkpoint_file
 
 
 def make_image_folder(root, classes=('circle', 'square'), per_class=4):
@@ -50,13 +52,15 @@ def classifier_cfg(work_dir, data_root):
         default_hooks=dict(checkpoint=dict(type='CheckpointHook',
                                            interval=1),
                            logger=dict(type='LoggerHook', interval=1)),
+        custom_hooks=[dict(type='CheckpointSafetyHook')],
         env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo')),
         randomness=dict(seed=0),
         log_level='WARNING',
     )
 
 
-def test_runner_checkpoint_loads_weights_only(tmp_path):
+def test_runner_checkpoint_loads_weights_only(tmp_path,
+                                              mmengine_registries):
     data_root = str(tmp_path / 'data')
     make_image_folder(data_root)
     runner = Runner.from_cfg(classifier_cfg(str(tmp_path / 'work'),
@@ -64,12 +68,13 @@ def test_runner_checkpoint_loads_weights_only(tmp_path):
     runner.train()
     ckpt = tmp_path / 'work' / 'epoch_2.pth'
     assert ckpt.exists()
-    state = torch.load(ckpt, weights_only=True, map_location='cpu')
+    state = load_checkpoint_file(str(ckpt), map_location='cpu')
     assert 'message_hub' in state and 'optimizer' in state
     assert any(k.startswith('backbone.layers.0.att') for k in
                state['state_dict'])
-    # ... and mmengine's own loader (which does not pass weights_only) too,
-    # through a fresh runner resuming from it.
+    # ... and through a fresh runner resuming from it (mmengine's own
+    # loader refuses the message hub's types with torch's weights-only
+    # default).
     cfg = classifier_cfg(str(tmp_path / 'work2'), data_root)
     cfg.update(load_from=str(ckpt), resume=True,
                train_cfg=dict(by_epoch=True, max_epochs=3))

@@ -13,8 +13,8 @@ from mmengine.registry import init_default_scope
 from PIL import Image
 
 import mmvrwkv  # noqa: F401
-from mmvrwkv.engine.runner.portable_runner import build_dataset_checked
-from .dense_helpers import make_data
+from mmvrwkv.engine.runner import build_dataset_checked
+from ..helpers import build_runner, make_data, tiny_mask_rcnn
 
 
 @pytest.fixture(scope='module')
@@ -83,8 +83,6 @@ def test_grayscale_and_alpha_images_load_as_three_channels(tmp_path, mode):
 
 @pytest.mark.slow
 def test_mask_rcnn_trains_on_images_without_instances(tmp_path):
-    from .reliability_helpers import build_runner
-    from .test_amp import tiny_mask_rcnn
     root = make_data(str(tmp_path / 'data'), train=2, val=1, size=64)
     coco = os.path.join(root, 'coco')
     path = write(tmp_path / 'none.json', {**original(coco),

@@ -83,3 +83,19 @@ def test_errors():
             type='LayerDecayOptimWrapperConstructor',
             optim_wrapper_cfg=dict(optimizer=dict(type='AdamW', lr=1.)),
             paramwise_cfg=dict(layer_decay_rate=0.9, custom_keys={})))
+
+
+def test_depth_from_any_backbone_with_get_layer_depth():
+    """The depth comes from the backbone's get_layer_depth (mmpretrain's
+    contract), so other backbones work too: here mmpretrain's ViT."""
+    from mmpretrain.models import VisionTransformer
+    vit = VisionTransformer(
+        arch=dict(embed_dims=32, num_layers=3, num_heads=2,
+                  feedforward_channels=64), img_size=32, patch_size=16)
+    model = Detector(vit)
+    got = settings(build(model), model)
+    assert got['backbone.layers.0.ffn.layers.1.weight'] == (
+        BASE_LR * RATE**3, WD)
+    assert got['backbone.layers.2.ffn.layers.1.weight'] == (
+        BASE_LR * RATE, WD)
+    assert got['neck.weight'] == (BASE_LR, WD)

@@ -4,7 +4,6 @@ the real CocoMetric / IoUMetric; `mim train` and `mim test` run as
 subprocesses."""
 import glob
 import os
-import shutil
 import subprocess
 import sys
 
@@ -13,8 +12,9 @@ import torch
 from mmengine.runner import Runner
 
 import mmvrwkv  # noqa: F401
-from .dense_helpers import (DET_CFG, ROOT, SEG_CFG, cli_options,
-                            det_options, load, make_data, seg_options)
+from mmvrwkv.utils import load_checkpoint_file
+from ..helpers import (DET_CFG, ROOT, SEG_CFG, cli_options, det_options, load,
+                       make_data, mim_exe, seg_options)
 
 
 @pytest.fixture(scope='module')
@@ -35,7 +35,7 @@ def test_mask_rcnn_trains_and_evaluates(data_root, tmp_path):
     for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
         assert 0 <= metrics[key] <= 1
     ckpt = os.path.join(str(tmp_path), 'epoch_1.pth')
-    state = torch.load(ckpt, weights_only=True)
+    state = load_checkpoint_file(ckpt)
     assert state['meta']['epoch'] == 1
 
 
@@ -49,10 +49,7 @@ def test_upernet_trains_and_evaluates(data_root, tmp_path):
 
 
 def mim(*args, cwd):
-    # the mim of this interpreter's environment, even if it is not on PATH
-    exe = os.path.join(os.path.dirname(sys.executable), 'mim')
-    if not os.path.isfile(exe):
-        exe = shutil.which('mim')
+    exe = mim_exe()
     assert exe, 'openmim is not installed'
     proc = subprocess.run([exe, *args], cwd=cwd, capture_output=True,
                           text=True, timeout=900)

@@ -8,25 +8,23 @@ import stat
 
 import pytest
 import torch
-from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import Runner
 
-import mmvrwkv  # noqa: F401
-from .dense_helpers import make_data
-from .reliability_helpers import (build_runner, dump, free_port, mim_exe,
-                                  run, tiny_seg_config)
+from mmvrwkv.apis import build_model
+from mmvrwkv.utils import load_checkpoint_file
+from ..helpers import (build_runner, dump, free_port, make_data, mim_exe, run,
+                       tiny_seg_config)
 
 ITERS = 3
 
 
 def state(path):
-    return torch.load(path, map_location='cpu', weights_only=True)
+    return load_checkpoint_file(str(path), map_location='cpu')
 
 
 def full_batch_loss(cfg, ckpt):
     """Loss of a checkpoint on the 4 training images, eval-mode BN."""
-    init_default_scope('mmseg')
-    model = MODELS.build(cfg.model)
+    model = build_model(cfg)
     model.load_state_dict(state(ckpt)['state_dict'])
     model.eval()
     loader = Runner.build_dataloader(cfg.train_dataloader)
@@ -123,20 +121,3 @@ def test_two_process_gloo_matches_single_process(tmp_path, launcher):
                                   f'iter_{ITERS}.pth')
     loss_ddp = full_batch_loss(single, tmp_path / 'ddp' / f'iter_{ITERS}.pth')
     assert abs(loss_single - loss_ddp) < 1e-5 * abs(loss_single)
-
-
-def test_slurm_launcher_errors_name_what_is_missing(monkeypatch, tmp_path):
-    from mmvrwkv.engine.runner.portable_runner import _torch_env_from_slurm
-    for name in ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST',
-                 'MASTER_ADDR'):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv('SLURM_PROCID', '0')
-    with pytest.raises(RuntimeError,
-                       match='missing: SLURM_NTASKS, SLURM_NODELIST.*srun'):
-        _torch_env_from_slurm()
-    monkeypatch.setenv('SLURM_NTASKS', '2')
-    monkeypatch.setenv('SLURM_NODELIST', 'node[1-2]')
-    monkeypatch.setenv('PATH', str(tmp_path))  # no scontrol here
-    with pytest.raises(RuntimeError,
-                       match='scontrol is not on PATH.*set MASTER_ADDR'):
-        _torch_env_from_slurm()

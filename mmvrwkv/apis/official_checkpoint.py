@@ -29,6 +29,8 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from ..models.backbones import VRWKV
+
 KINDS = ('cls', 'det', 'seg')
 # present in every VRWKV backbone and in no other model we know of
 _MARKER = re.compile(r'^backbone\.layers\.\d+\.att\.spatial_decay$')
@@ -128,7 +130,6 @@ def detect_kind(state_dict: dict) -> str:
 
 def detect_arch(state_dict: dict) -> Tuple[str, int, int]:
     """(preset name or 'custom', embed_dims, num_layers) of the backbone."""
-    from mmvrwkv.models.backbones import VRWKV
     embed_dims = state_dict['backbone.pos_embed'].shape[-1]
     num_layers = 1 + max(
         int(k.split('.')[2]) for k in state_dict if _MARKER.match(k))
@@ -221,7 +222,8 @@ def compare_shapes(state_dict: dict, model: nn.Module) -> List[str]:
     """Problems that would stop ``model.load_state_dict(state_dict,
     strict=True)``: missing and unexpected keys, shape mismatches. A position
     embedding of another square grid is fine (the backbone resizes it on
-    load). Works on models built on the 'meta' device."""
+    load). Works on models built on the 'meta' device
+    (:func:`~mmvrwkv.apis.build_model` with ``device='meta'``)."""
     expected = model.state_dict()
     problems = []
     missing = sorted(set(expected) - set(state_dict))
@@ -241,19 +243,3 @@ def compare_shapes(state_dict: dict, model: nn.Module) -> List[str]:
             continue
         problems.append(f'{key}: {got} in the file, {want} in the model')
     return problems
-
-
-def build_model_skeleton(cfg) -> nn.Module:
-    """The model of an mm config, built on the 'meta' device (no memory, no
-    pretrained download), to check a checkpoint's keys and shapes."""
-    import importlib
-
-    from mmengine.registry import MODELS, init_default_scope
-    cfg = cfg.copy()
-    scope = cfg.get('default_scope')
-    if scope:
-        importlib.import_module(f'{scope}.utils').register_all_modules(
-            init_default_scope=False)
-        init_default_scope(scope)
-    with torch.device('meta'):
-        return MODELS.build(cfg.model)

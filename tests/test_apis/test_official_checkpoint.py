@@ -1,5 +1,5 @@
 """Official checkpoints (key names and shapes derived from the official code,
-tests/test_utils/official_state_dicts.py) convert into state dicts that load
+tests/test_apis/official_state_dicts.py) convert into state dicts that load
 with strict=True into the models of our configs, for every preset and kind.
 Weights are 'meta' tensors here: only names and shapes are checked."""
 import os
@@ -8,12 +8,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
-import mmvrwkv  # noqa: F401
-from mmvrwkv.utils.official_checkpoint import (build_model_skeleton,
-                                               compare_shapes,
-                                               convert_official,
-                                               find_state_dict)
-
+from mmvrwkv.apis import build_model
+from mmvrwkv.apis.official_checkpoint import (compare_shapes, convert_official,
+                                              find_state_dict)
 from . import official_state_dicts as official
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
@@ -21,6 +18,11 @@ SHORT = dict(tiny='t', small='s', base='b', large='l')
 BUILDERS = dict(cls=official.official_classifier,
                 det=official.official_mask_rcnn,
                 seg=official.official_upernet)
+
+
+def skeleton(cfg):
+    """The model on the 'meta' device: names and shapes, no memory."""
+    return build_model(cfg, device='meta')
 
 
 def config_of(kind, arch):
@@ -40,7 +42,7 @@ def test_every_release_loads_strictly(arch, kind):
                 state, ddp=kind == 'seg'))
     conv = convert_official(ckpt)
     assert (conv.kind, conv.arch) == (kind, arch)
-    model = build_model_skeleton(config_of(kind, arch))
+    model = skeleton(config_of(kind, arch))
     assert compare_shapes(conv.state_dict, model) == []
     model.load_state_dict(conv.state_dict, strict=True, assign=True)
     if arch == 'large' and kind == 'cls':
@@ -55,7 +57,7 @@ def test_unconverted_head_does_not_fit():
     """Without the rename the L classifier would not load: the test above
     depends on the converter, not on names that happen to agree."""
     state = official.official_classifier('large').tensors(device='meta')
-    model = build_model_skeleton(config_of('cls', 'large'))
+    model = skeleton(config_of('cls', 'large'))
     problems = compare_shapes(state, model)
     assert any('head.layers.pre_logits.weight' in p for p in problems)
     assert any('head.0.weight' in p for p in problems)
@@ -65,7 +67,7 @@ def test_wrong_preset_is_reported_with_shapes():
     conv = convert_official(official.mmcv1_checkpoint(
         official.official_upernet('tiny').tensors(device='meta')))
     problems = compare_shapes(conv.state_dict,
-                              build_model_skeleton(config_of('seg', 'small')))
+                              skeleton(config_of('seg', 'small')))
     assert any('backbone.layers.0.att.key.weight: (192, 192) in the file, '
                '(384, 384) in the model' in p for p in problems)
 
@@ -76,7 +78,7 @@ def test_position_embedding_of_another_grid_is_accepted():
         official.official_classifier('base').tensors(device='meta')))
     cfg = config_of('cls', 'base')
     cfg.model.backbone.img_size = 192
-    assert compare_shapes(conv.state_dict, build_model_skeleton(cfg)) == []
+    assert compare_shapes(conv.state_dict, skeleton(cfg)) == []
 
 
 def test_meta_becomes_dataset_meta():

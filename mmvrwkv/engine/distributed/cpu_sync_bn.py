@@ -47,7 +47,8 @@ class CPUSyncBatchNorm(_BatchNorm):
     single-process BatchNorm over the concatenated batch); otherwise, and
     in eval mode, it is plain BatchNorm. Works with any backend and device;
     on GPUs torch's fused ``SyncBatchNorm`` is faster, which is why the
-    runner only converts to this class when training on the CPU.
+    runner (:func:`~mmvrwkv.engine.distributed.wrap_cpu_ddp`) only converts
+    to this class when training on the CPU.
 
     Args: as :class:`torch.nn.BatchNorm2d`, plus
         process_group (ProcessGroup, optional): ranks to synchronise.

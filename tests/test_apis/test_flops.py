@@ -4,10 +4,8 @@ import os
 import pytest
 import torch
 from mmengine.config import Config
-from mmpretrain.registry import MODELS
-from mmengine.registry import init_default_scope
 
-from mmvrwkv.utils.flops import count_flops
+from mmvrwkv.apis import build_model, count_flops
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 
@@ -16,9 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
                                           ('vrwkv_s_in1k', 4.6),
                                           ('vrwkv_b_in1k', 18.2)])
 def test_classifier_flops_match_paper(name, gflops):
-    cfg = Config.fromfile(os.path.join(ROOT, 'configs', f'{name}.py'))
-    init_default_scope('mmpretrain')
-    model = MODELS.build(cfg.model)
+    model = build_model(os.path.join(ROOT, 'configs', f'{name}.py'))
     flops = count_flops(model, (torch.randn(1, 3, 224, 224), ))
     assert round(flops['total'] / 1e9, 1) == gflops
     layers = len(model.backbone.layers)
@@ -28,22 +24,23 @@ def test_classifier_flops_match_paper(name, gflops):
 def test_large_384_flops_match_paper():
     """VRWKV-L at 384 (12x12 pos-embed from 192px pretraining) with the
     official 1024-3072-1000 MLP head: 189.5G in the paper."""
-    init_default_scope('mmpretrain')
-    model = MODELS.build(dict(
-        type='ImageClassifier',
-        backbone=dict(type='VRWKV', arch='large', img_size=192),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='StackedLinearClsHead', num_classes=1000,
-                  in_channels=1024, mid_channels=[3072],
-                  act_cfg=dict(type='Tanh'))))
+    model = build_model(Config(dict(
+        default_scope='mmpretrain',
+        model=dict(
+            type='ImageClassifier',
+            backbone=dict(type='VRWKV', arch='large', img_size=192),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='StackedLinearClsHead', num_classes=1000,
+                      in_channels=1024, mid_channels=[3072],
+                      act_cfg=dict(type='Tanh'))))))
     flops = count_flops(model, (torch.randn(1, 3, 384, 384), ))
     assert round(flops['total'] / 1e9, 1) == 189.5
 
 
 def test_counting_leaves_model_as_it_was():
-    init_default_scope('mmpretrain')
-    model = MODELS.build(dict(type='VRWKV', arch=dict(embed_dims=32,
-                                                      num_layers=2)))
+    model = build_model(Config(dict(
+        default_scope='mmpretrain',
+        model=dict(type='VRWKV', arch=dict(embed_dims=32, num_layers=2)))))
     x = torch.randn(1, 3, 64, 96)
     model.train()
     first = count_flops(model, (x, ))
@@ -64,10 +61,9 @@ def test_counting_leaves_model_as_it_was():
 # fallback on the CPU.
 @pytest.mark.slow
 def test_segmentation_backbone_flops_near_official():
-    cfg = Config.fromfile(os.path.join(ROOT, 'configs', 'upernet_vrwkv_t.py'))
-    cfg.model.backbone.pop('init_cfg')
-    init_default_scope(cfg.default_scope)
-    backbone = MODELS.build(cfg.model.backbone)
+    backbone = build_model(
+        os.path.join(ROOT, 'configs', 'upernet_vrwkv_t.py'),
+        backbone_only=True, init_cfg=False)
     flops = count_flops(backbone, (torch.randn(1, 3, 512, 512), ))
     assert 0 < 16.6 - flops['total'] / 1e9 < 0.25
     assert flops['wkv'] == 29 * 32 * 32 * 192 * 12

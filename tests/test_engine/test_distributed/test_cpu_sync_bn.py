@@ -1,7 +1,6 @@
 """CPUSyncBatchNorm in a 2-process gloo group equals BatchNorm over the
 concatenated batch (output, every gradient, running statistics)."""
 import os
-import socket
 
 import pytest
 import torch
@@ -9,15 +8,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn as nn
 
-from mmvrwkv.models.layers import CPUSyncBatchNorm, convert_to_cpu_sync_bn
+from mmvrwkv.engine.distributed import CPUSyncBatchNorm, convert_to_cpu_sync_bn
+from ..helpers import free_port
 
 WORLD = 2
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def make_batch():

@@ -12,7 +12,6 @@ it does not list (``SyncBatchNorm``, ``GELU``) count zero. We run that very
 counter and add the WKV term from the token count each SpatialMix sees, so the
 result does not depend on which Bi-WKV kernel runs.
 """
-import functools
 from typing import Dict, Sequence
 
 import torch
@@ -20,11 +19,9 @@ import torch.nn as nn
 from mmcv.cnn.utils.flops_counter import add_flops_counting_methods
 from mmengine.model import BaseModel
 
-from mmvrwkv.models.layers import SpatialMix
+from ..models.layers import SpatialMix
 
 WKV_FLOPS_PER_TOKEN_CHANNEL = 29
-_COUNTER_METHODS = ('start_flops_count', 'stop_flops_count',
-                    'reset_flops_count', 'compute_average_flops_cost')
 _COUNTER_ATTRS = ('__flops__', '__params__', '__batch_counter__')
 
 
@@ -45,32 +42,44 @@ def count_flops(model: nn.Module,
     hooks = [m.register_forward_pre_hook(record) for m in model.modules()
              if isinstance(m, SpatialMix)]
     was_training = model.training
-    if isinstance(model, BaseModel):
-        model.forward = functools.partial(type(model).forward, model,
-                                          mode='tensor')
-    counter = add_flops_counting_methods(model)
+    # mmcv's counter adds its methods to the module it is given: give it a
+    # wrapper, which also calls mm models in tensor mode
+    counter = add_flops_counting_methods(_TensorMode(model))
     counter.eval()
     try:
         counter.start_flops_count()
         with torch.no_grad():
-            model(*inputs)
+            counter(*inputs)
         traced, _ = counter.compute_average_flops_cost()
         counter.stop_flops_count()
     finally:
         for h in hooks:
             h.remove()
-        _remove_counter(model)
+        _remove_counter(counter)
         model.train(was_training)
     traced = int(traced)
     return dict(total=traced + sum(wkv), traced=traced, wkv=sum(wkv))
 
 
-def _remove_counter(model: nn.Module) -> None:
-    """Undo add_flops_counting_methods (it leaves methods and counters on
-    the modules, and warns when it is applied a second time)."""
-    for name in _COUNTER_METHODS + ('forward', ):
-        model.__dict__.pop(name, None)
-    for m in model.modules():
+class _TensorMode(nn.Module):
+    """``model(*inputs)``, or ``model(*inputs, mode='tensor')`` for mm
+    models (classifiers, detectors, segmentors); no parameters of its own,
+    and not a module type the counter counts."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs):
+        if isinstance(self.model, BaseModel):
+            return self.model(*inputs, mode='tensor')
+        return self.model(*inputs)
+
+
+def _remove_counter(counter: nn.Module) -> None:
+    """Undo add_flops_counting_methods (it leaves hooks and counters on the
+    modules, and warns when it is applied to them a second time)."""
+    for m in counter.modules():
         handle = m.__dict__.pop('__flops_handle__', None)
         if handle is not None:
             handle.remove()
