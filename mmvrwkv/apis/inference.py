@@ -98,17 +98,15 @@ def _dense_picture(inferencer, scope: str, image: str,
     return vis[0] if isinstance(vis, list) else vis
 
 
-def _quietly(inferencer, *args, **kwargs):
-    """Call an mmpretrain inferencer without its per-call progress bar
-    (drawn on stdout with no trailing newline, it would run into the paths
-    the CLI prints; det/seg inferencers are built with theirs off)."""
-    from mmpretrain.utils import progress
-    before = progress.disable_progress_bar
-    progress.disable_progress_bar = True
-    try:
-        return inferencer(*args, **kwargs)
-    finally:
-        progress.disable_progress_bar = before
+def _classify(inferencer, image: str):
+    """An mmpretrain inferencer's prediction for one image, through its
+    ``preprocess`` and ``forward`` stages: its ``__call__`` also draws a
+    progress bar on stdout with no trailing newline, which would run into
+    the paths the CLI prints (det/seg inferencers are built with theirs
+    off)."""
+    (batch, ) = inferencer.preprocess([image], batch_size=1)
+    (pred, ) = inferencer.forward(batch)
+    return pred
 
 
 def inference(inputs: str,
@@ -137,7 +135,7 @@ def inference(inputs: str,
     written = []
     for image in images:
         if scope == 'mmpretrain':
-            pred = _quietly(inferencer, image, return_datasamples=True)[0]
+            pred = _classify(inferencer, image)
             rgb = _classification_picture(inferencer, image, pred)
         else:
             rgb = _dense_picture(inferencer, scope, image, score_thr)
