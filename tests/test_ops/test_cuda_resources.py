@@ -1,15 +1,15 @@
 """Resource-usage gate of the CUDA kernels, without a GPU.
 
 For every architecture the extension is built for, every instantiation of
-every kernel in cuda_ops/cuda/bi_wkv_cuda.cu must fit its largest launch:
-registers (65536 per SM, allocated per warp in units of 256, at most 255 a
-thread) for the largest block the launcher makes, and static plus dynamic
+every kernel in cuda_ops/cuda/*.cu (Bi-WKV and Bi-WKV6) must fit its largest
+launch: registers (65536 per SM, allocated per warp in units of 256, at most
+255 a thread) for the largest block the launcher makes, and static plus dynamic
 shared memory within the 48 KiB a launch gets without opting in. Block
 sizes and dynamic shared memory come from the launcher itself, run on the
 CUDA emulator (tests/test_ops/cuda_emu); register and shared-memory usage
 from ``cuobjdump --dump-resource-usage`` of the built mmvrwkv/_ext*.so when
 it holds CUDA code built from the current sources, else from
-``nvcc --resource-usage`` (about 30 s per architecture). Skipped when
+``nvcc --resource-usage`` (a few minutes of CPU per architecture). Skipped when
 neither a CUDA build of the extension with cuobjdump nor nvcc is at hand.
 """
 import glob
@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from . import cuda_emu
-from .helpers import make_inputs
+from .helpers import bi_wkv6_inputs, make_inputs
 
 ROOT = cuda_emu.ROOT
 CUDA_HOME = os.environ.get('CUDA_HOME') or os.environ.get(
@@ -76,7 +76,7 @@ def configured_archs():
 
 
 def _kernel_sources_mtime():
-    files = [cuda_emu.KERNEL] + glob.glob(
+    files = cuda_emu.KERNELS + glob.glob(
         os.path.join(cuda_emu.KERNEL_INCLUDE, '*.h'))
     return max(os.path.getmtime(f) for f in files)
 
@@ -162,17 +162,21 @@ def usage_from_nvcc(archs):
         sysconfig.get_paths()['include']]
     flags += [f'-I{p}' for p in incs]
     usage, logs = {}, []
+    jobs = [(a, i, src) for a in archs
+            for i, src in enumerate(cuda_emu.KERNELS)]
     with tempfile.TemporaryDirectory() as tmp:
         procs = [subprocess.Popen(
             [nvcc, *flags, f'-gencode=arch=compute_{a},code=sm_{a}', '-o',
-             os.path.join(tmp, f'sm_{a}.cubin'), cuda_emu.KERNEL],
+             os.path.join(tmp, f'sm_{a}_{i}.cubin'), src],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for a in archs]
-        for a, proc in zip(archs, procs):
-            out, _ = proc.communicate(timeout=900)
+            for a, i, src in jobs]
+        for (a, _, src), proc in zip(jobs, procs):
+            out, _ = proc.communicate(timeout=1800)
             logs.append(out)
-            assert proc.returncode == 0, f'nvcc failed for sm_{a}:\n{out}'
-            usage.update(parse_ptxas(out))
+            assert proc.returncode == 0, \
+                f'nvcc failed for sm_{a} ({src}):\n{out}'
+            for arch, funcs in parse_ptxas(out).items():
+                usage.setdefault(arch, {}).update(funcs)
     return f'nvcc --resource-usage ({", ".join(archs)})', usage
 
 
@@ -199,8 +203,13 @@ def launches():
         w, u, k, v = make_inputs(1, 512, 2, dtype=dtype)
         emu.forward(w, u, k, v)
         emu.backward(w, u, k, v, torch.ones_like(k))
+        # Bi-WKV6: VRWKV6's head size, the largest block and shared memory
+        r, k, v, w, u = bi_wkv6_inputs(1, 40, 2, 64, dtype=dtype)
+        emu.bi_wkv6_forward_cuda(r, k, v, w, u)
+        emu.bi_wkv6_backward_cuda(r, k, v, w, u,
+                                  torch.ones(r.shape, dtype=u.dtype))
     records = emu.kernel_records()
-    kernels = cuda_emu.launch_bounds([cuda_emu.KERNEL])
+    kernels = cuda_emu.launch_bounds(cuda_emu.KERNELS)
     assert set(kernels) <= set(records)
     return {name: records[name] for name in kernels}
 

@@ -1,15 +1,19 @@
-"""The Bi-WKV CUDA kernels on a CPU emulation of the CUDA execution model.
+"""The Bi-WKV and Bi-WKV6 CUDA kernels on a CPU emulation of the CUDA
+execution model.
 
-:func:`load` compiles ``cuda_ops/cuda/bi_wkv_cuda.cu`` -- the source nvcc
-builds, host code included -- with the host C++ compiler against
-``cuda_emu.h`` (what is emulated and checked is described there) and returns
-the extension module. The build is cached in ``$MMVRWKV_CACHE/cuda_emu``
-(default ``~/.cache/mmvrwkv/cuda_emu``) under a hash of every file it reads,
-the compiler, torch and Python, so only the first run pays for it.
+:func:`load` compiles ``cuda_ops/cuda/bi_wkv_cuda.cu`` and
+``bi_wkv6_cuda.cu`` -- the sources nvcc builds, host code included -- with
+the host C++ compiler against ``cuda_emu.h`` (what is emulated and checked
+is described there) and returns the extension module. The build is cached
+in ``$MMVRWKV_CACHE/cuda_emu`` (default ``~/.cache/mmvrwkv/cuda_emu``) under
+a hash of every file it reads, the compiler, torch and Python, so only the
+first run pays for it.
 
 The emulated ``forward_cuda``/``backward_cuda`` take CPU tensors. Tests use
 the device name ``'cuda-emu'`` for them: :func:`tensor_device` maps it to the
 torch device, :func:`run` runs Bi-WKV (with autograd) on a test device.
+``bi_wkv6_forward_cuda``/``bi_wkv6_backward_cuda`` are Bi-WKV6's, and
+:func:`bi_wkv6` runs them with autograd.
 """
 import contextlib
 import glob
@@ -27,10 +31,12 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 KERNEL = os.path.join(ROOT, 'cuda_ops', 'cuda', 'bi_wkv_cuda.cu')
+KERNEL6 = os.path.join(ROOT, 'cuda_ops', 'cuda', 'bi_wkv6_cuda.cu')
+KERNELS = [KERNEL, KERNEL6]  # every .cu the extension builds
 KERNEL_INCLUDE = os.path.join(ROOT, 'cuda_ops', 'include')
 BINDING = os.path.join(HERE, 'bi_wkv_emu.cpp')
 # Sources whose __launch_bounds__ the emulator enforces.
-KERNEL_SOURCES = [KERNEL, os.path.join(HERE, 'selftest_kernels.cu')]
+KERNEL_SOURCES = KERNELS + [os.path.join(HERE, 'selftest_kernels.cu')]
 CFLAGS = ['-O2', '-std=c++20', '-DBIWKV_CUDA_EMU', '-DWITH_CUDA']
 DEVICE = 'cuda-emu'
 ORDERS = ('ascending', 'descending', 'shuffled')
@@ -60,7 +66,7 @@ def _sources():
                 os.path.join(HERE, '*.cu'),
                 os.path.join(HERE, 'include', '**', '*.h'),
                 os.path.join(KERNEL_INCLUDE, '*.h')]
-    files = [KERNEL]
+    files = list(KERNELS)
     for pattern in patterns:
         files += glob.glob(pattern, recursive=True)
     return sorted(set(files))
@@ -207,6 +213,36 @@ def bi_wkv(w, u, k, v):
         if x.device.type != 'cpu':
             raise ValueError('cuda_emu.bi_wkv takes CPU tensors')
     return EmulatedBiWKV.apply(w, u, k, v)
+
+
+class EmulatedBiWKV6(torch.autograd.Function):
+    """Bi-WKV6 through the emulated ``bi_wkv6::forward_cuda`` /
+    ``backward_cuda``: y in the accumulation dtype, gradients in the
+    inputs' dtypes (as the torch.ops.mmvrwkv.bi_wkv6 ops)."""
+
+    @staticmethod
+    def forward(ctx, r, k, v, w, u):
+        acc = torch.float64 if r.dtype == torch.float64 else torch.float32
+        ctx.u_dtype = u.dtype
+        r, k, v, w = (x.detach().contiguous() for x in (r, k, v, w))
+        u_ = u.detach().to(acc).contiguous()
+        ctx.save_for_backward(r, k, v, w, u_)
+        return load().bi_wkv6_forward_cuda(r, k, v, w, u_)
+
+    @staticmethod
+    def backward(ctx, gy):
+        r, k, v, w, u_ = ctx.saved_tensors
+        gr, gk, gv, gw, gu = load().bi_wkv6_backward_cuda(
+            r, k, v, w, u_, gy.to(u_.dtype).contiguous())
+        return gr, gk, gv, gw, gu.to(ctx.u_dtype)
+
+
+def bi_wkv6(r, k, v, w, u):
+    """Bi-WKV6 through the emulated CUDA kernels (CPU tensors)."""
+    for x in (r, k, v, w, u):
+        if x.device.type != 'cpu':
+            raise ValueError('cuda_emu.bi_wkv6 takes CPU tensors')
+    return EmulatedBiWKV6.apply(r, k, v, w, u)
 
 
 def tensor_device(device):

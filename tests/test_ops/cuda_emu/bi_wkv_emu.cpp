@@ -1,5 +1,5 @@
-// The Bi-WKV CUDA kernels (cuda_ops/cuda/bi_wkv_cuda.cu, host code
-// included) compiled for the CPU emulator of the CUDA execution model
+// The Bi-WKV and Bi-WKV6 CUDA kernels (cuda_ops/cuda/bi_wkv_cuda.cu and
+// bi_wkv6_cuda.cu, host code included) compiled for the CPU emulator of the CUDA execution model
 // (cuda_emu.h), and the emulator's self-test kernels; built by __init__.py.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -9,6 +9,7 @@
 #include <torch/extension.h>
 
 #include "bi_wkv.h"
+#include "bi_wkv6.h"
 #include "cuda_emu.h"
 
 // Device code takes the __CUDA_ARCH__ branches of the kernels' own headers
@@ -16,6 +17,7 @@
 // above, without it.
 #define __CUDA_ARCH__ 800
 #include "bi_wkv_cuda.cu"
+#include "bi_wkv6_cuda.cu"
 #include "selftest_kernels.cu"
 #undef __CUDA_ARCH__
 
@@ -26,6 +28,7 @@
       ::cuda_emu::register_launch_bound(#kernel, (__VA_ARGS__));
 namespace cuda_emu_bounds {
 using namespace bi_wkv;
+using namespace bi_wkv6;
 using namespace cuda_emu_selftest;
 #include "cuda_emu_bounds.inc"
 }  // namespace cuda_emu_bounds
@@ -95,6 +98,42 @@ std::vector<at::Tensor> backward(const at::Tensor& w, const at::Tensor& u,
               "cuda_emu bi_wkv: bad grad_output");
   Call call;
   return call.done(bi_wkv::backward_cuda(w, u, k, v, gy));
+}
+
+// Bi-WKV6 (bi_wkv6_cuda.cu): r, k, v, w (B, T, C) of one dtype, u (H, N)
+// and gy (B, T, C) in the accumulation dtype; as bi_wkv6::forward_cuda /
+// backward_cuda (cuda_ops/include/bi_wkv6.h), on CPU tensors.
+void check6(const std::vector<at::Tensor>& ts) {
+  for (const auto& t : ts) {
+    TORCH_CHECK(t.is_cpu() && t.is_contiguous(),
+                "cuda_emu bi_wkv6: inputs must be contiguous CPU tensors");
+  }
+  TORCH_CHECK(ts[0].dim() == 3 && ts[0].numel() > 0 && ts[4].dim() == 2,
+              "cuda_emu bi_wkv6: bad shapes");
+  for (int i = 1; i < 4; ++i) {
+    TORCH_CHECK(ts[i].sizes() == ts[0].sizes() &&
+                    ts[i].scalar_type() == ts[0].scalar_type(),
+                "cuda_emu bi_wkv6: r, k, v, w must match");
+  }
+  const auto acc =
+      ts[0].scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  TORCH_CHECK(ts[4].scalar_type() == acc, "cuda_emu bi_wkv6: bad u dtype");
+}
+
+at::Tensor forward6(const at::Tensor& r, const at::Tensor& k,
+                    const at::Tensor& v, const at::Tensor& w,
+                    const at::Tensor& u) {
+  check6({r, k, v, w, u});
+  Call call;
+  return call.done(bi_wkv6::forward_cuda(r, k, v, w, u));
+}
+
+std::vector<at::Tensor> backward6(const at::Tensor& r, const at::Tensor& k,
+                                  const at::Tensor& v, const at::Tensor& w,
+                                  const at::Tensor& u, const at::Tensor& gy) {
+  check6({r, k, v, w, u, gy});
+  Call call;
+  return call.done(bi_wkv6::backward_cuda(r, k, v, w, u, gy));
 }
 
 py::dict kernel_records() {
@@ -196,6 +235,10 @@ at::Tensor selftest(const std::string& name) {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "bi_wkv forward_cuda on the emulator");
   m.def("backward", &backward, "bi_wkv backward_cuda on the emulator");
+  m.def("bi_wkv6_forward_cuda", &forward6,
+        "bi_wkv6 forward_cuda on the emulator");
+  m.def("bi_wkv6_backward_cuda", &backward6,
+        "bi_wkv6 backward_cuda on the emulator: gr, gk, gv, gw, gu");
   m.def("set_schedule", &cuda_emu::set_schedule,
         "Order of the threads between barriers and of the blocks: "
         "'ascending', 'descending' or 'shuffled' (seeded)",

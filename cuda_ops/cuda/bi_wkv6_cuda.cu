@@ -1,0 +1,515 @@
+// Bi-WKV6 on NVIDIA GPUs: a forward RWKV-6 scan plus a reverse scan per head
+// (semantics: mmvrwkv/ops/bi_wkv6_ref.py and cuda_ops/include/bi_wkv6.h).
+//
+// One thread block per (batch element, head) owns the head's N x N states in
+// registers, one row or column per thread, and walks the tokens in chunks of
+// L that are staged in shared memory. Work per token is O(N^2) per head, no
+// per-thread array grows with T (no T_MAX), and every output element is
+// written by one thread in a fixed order (no atomics): deterministic.
+//
+// Notation, per head, key channel j and value channel i, d_m = exp(-exp(w_m))
+// the decay of token m, P(s, t) = prod of d_q over s < q < t:
+//   A_m = sum_{s<m} P(s,m) k_s v_s^T    Gl_m = sum_{t<m} P(t,m) r_t gy_t^T
+//   B_m = sum_{s>m} P(m,s) k_s v_s^T    Gr_m = sum_{t>m} P(m,t) r_t gy_t^T
+//   y_m  = r_m (diag(u) k_m v_m^T + A_m + B_m)
+//   gr_m[j] = gy_m . (A_m + B_m)[j, :] + u_j k_m[j] (gy_m . v_m)
+//   gk_m[j] = v_m . (Gl_m + Gr_m)[j, :] + u_j r_m[j] (gy_m . v_m)
+//   gv_m[i] = sum_j k_m[j] (Gl_m + Gr_m)[j, i] + gy_m[i] sum_j u_j r_m[j] k_m[j]
+//   gw_m[j] = -exp(w_m - exp(w_m)) (<A_m, Gr_m>[j] + <B_m, Gl_m>[j])
+// where <X, Y>[j] = sum_i X[j,i] Y[j,i]. The last line is d/dw of the decays:
+// every pair (s, t) with m strictly between carries P(s,t) = P(s,m) d_m
+// P(m,t), and d_m * d(-exp(w_m))/dw_m is factored into one exponential, so
+// a decay that underflows to 0 (or w where exp(w) overflows) gives 0, never
+// 0 * inf; nothing is ever divided by a decay, and no two large sums are
+// subtracted (the official kernel's suffix-sum difference would be noise
+// times exp(w) for strong decays).
+//
+// <A_m, Gr_m> needs a forward and a reverse state at the same token. The
+// backward kernel first scans in reverse (the reverse parts of gr, gk, gv,
+// and the states Gr and B at each chunk's last token, N x N per chunk), then
+// forward. In the forward scan, for the tokens x of the chunk, thread j keeps
+// h_x = gy_x . A_m[j, :], which is exact under A's update
+// (h_x <- d_m h_x + k_m (v_m . gy_x)), and h_L = <A_m, Gr at the chunk end>:
+//   <A_m, Gr_m> = sum_{m<x<L} P(m,x) r_x h_x + P(m, chunk end) h_L
+// with v_m . gy_x from a per-chunk Gram matrix; likewise <B_m, Gl_m>.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/extension.h>
+
+#include "bi_wkv6.h"
+#include "cuda_launch.h"
+
+namespace bi_wkv6 {
+namespace {
+
+// Largest head size. Kernels are built for N = 16 and 64 and run any head
+// size n <= N, the channels from n to N reading as zeros (decay 1); the
+// forward kernel runs N threads, the backward 3 N.
+constexpr int kWkv6MaxN = 64;
+constexpr int kWkv6FwdThreads = kWkv6MaxN;
+constexpr int kWkv6BwdThreads = 3 * kWkv6MaxN;
+
+// Tokens per chunk: the backward's 5 staged inputs, its Gram matrix and u
+// stay within the 48 KiB of shared memory a launch gets (N = 64).
+template <typename acc_t>
+struct Chunk;
+template <>
+struct Chunk<float> {
+  static constexpr int L = 32;
+};
+template <>
+struct Chunk<double> {
+  static constexpr int L = 16;
+};
+
+__device__ __forceinline__ float exp_acc(float x) { return expf(x); }
+__device__ __forceinline__ double exp_acc(double x) { return exp(x); }
+
+// exp(-exp(w)): 0 when exp(w) overflows, 1 when it underflows.
+template <typename acc_t>
+__device__ __forceinline__ acc_t decay_of(acc_t w) {
+  return exp_acc(-exp_acc(w));
+}
+
+// d(decay)/dw = -exp(w) exp(-exp(w)) as one exponential: 0, not NaN, where
+// exp(w) overflows.
+template <typename acc_t>
+__device__ __forceinline__ acc_t decay_slope(acc_t w) {
+  return -exp_acc(w - exp_acc(w));
+}
+
+// Where the head's tokens are: element (b, t, h*n + c) is at
+// base + t * C + c, for the head size n.
+struct Head {
+  int64_t T, C, base, nchunks;
+  int64_t bh;  // blockIdx.x = b * H + h
+  int h, n;
+};
+
+template <int N, int L>
+__device__ Head head_of(int64_t T, int64_t C, int n) {
+  const int64_t H = C / n;
+  Head hd;
+  hd.T = T;
+  hd.C = C;
+  hd.n = n;
+  hd.bh = blockIdx.x;
+  hd.h = static_cast<int>(hd.bh % H);
+  hd.base = (hd.bh / H) * T * C + static_cast<int64_t>(hd.h) * n;
+  hd.nchunks = (T + L - 1) / L;
+  return hd;
+}
+
+// Stages tokens [t0, t0 + L) of one (B, T, C) input as acc_t [L][N] in shared
+// memory; tokens past T and channels past n read as `pad`. All threads
+// take part.
+template <int N, int L, typename acc_t, typename in_t>
+__device__ void stage(acc_t* dst, const in_t* __restrict__ src, const Head& hd,
+                      int64_t t0, acc_t pad) {
+  for (int e = threadIdx.x; e < L * N; e += blockDim.x) {
+    const int64_t t = t0 + e / N;
+    const int c = e % N;
+    dst[e] = t < hd.T && c < hd.n
+                 ? static_cast<acc_t>(src[hd.base + t * hd.C + c])
+                 : pad;
+  }
+}
+
+template <int N, int L, typename acc_t, typename scalar_t>
+__device__ void stage_decay(acc_t* dst, const scalar_t* __restrict__ w,
+                            const Head& hd, int64_t t0) {
+  for (int e = threadIdx.x; e < L * N; e += blockDim.x) {
+    const int64_t t = t0 + e / N;
+    const int c = e % N;
+    dst[e] = t < hd.T && c < hd.n
+                 ? decay_of(static_cast<acc_t>(w[hd.base + t * hd.C + c]))
+                 : acc_t(1);
+  }
+}
+
+// y: thread i owns column i of the state (value channel i). The reverse scan
+// writes y, the forward scan adds to it (same thread, same order).
+template <int N, typename scalar_t, typename acc_t>
+__global__ void __launch_bounds__(kWkv6FwdThreads) wkv6_forward_kernel(
+    int64_t T, int64_t C, int n_head, const scalar_t* __restrict__ r,
+    const scalar_t* __restrict__ k, const scalar_t* __restrict__ v,
+    const scalar_t* __restrict__ w, const acc_t* __restrict__ u,
+    acc_t* __restrict__ y) {
+  constexpr int L = Chunk<acc_t>::L;
+  BIWKV_DYNAMIC_SHARED(unsigned char, smem_raw);
+  acc_t* sr = reinterpret_cast<acc_t*>(smem_raw);  // [L][N] each
+  acc_t* sk = sr + L * N;
+  acc_t* sd = sk + L * N;
+  acc_t* su = sd + L * N;  // [N]
+  const Head hd = head_of<N, L>(T, C, n_head);
+  const int i = threadIdx.x;
+  const bool live = i < n_head;  // a channel of the head, not padding
+  su[i] = live ? u[hd.h * n_head + i] : acc_t(0);
+  acc_t s[N];
+
+  for (int pass = 0; pass < 2; ++pass) {
+    const bool fwd = pass == 1;
+#pragma unroll
+    for (int j = 0; j < N; ++j) s[j] = 0;
+    for (int64_t cc = 0; cc < hd.nchunks; ++cc) {
+      const int64_t c = fwd ? cc : hd.nchunks - 1 - cc;
+      const int64_t t0 = c * L;
+      const int n = static_cast<int>(min(int64_t(L), T - t0));
+      __syncthreads();  // the previous chunk is done with the tiles
+      stage<N, L>(sr, r, hd, t0, acc_t(0));
+      stage<N, L>(sk, k, hd, t0, acc_t(0));
+      stage_decay<N, L>(sd, w, hd, t0);
+      __syncthreads();
+#pragma unroll 1
+      for (int mm = 0; mm < n; ++mm) {
+        const int m = fwd ? mm : n - 1 - mm;
+        const int64_t o = hd.base + (t0 + m) * C + i;
+        const acc_t vi = live ? static_cast<acc_t>(v[o]) : acc_t(0);
+        const acc_t* rm = sr + m * N;
+        const acc_t* km = sk + m * N;
+        const acc_t* dm = sd + m * N;
+        acc_t acc = 0;
+#pragma unroll
+        for (int j = 0; j < N; ++j) {
+          const acc_t kv = km[j] * vi;
+          acc += rm[j] * (fwd ? s[j] + su[j] * kv : s[j]);
+          s[j] = dm[j] * s[j] + kv;
+        }
+        if (live) y[o] = fwd ? y[o] + acc : acc;
+      }
+    }
+  }
+}
+
+// Three groups of N threads: P (g = 0) owns row j of A / B, Q (g = 1) row j
+// of Gl / Gr, V (g = 2) column i of Gl / Gr. The reverse parts of gr, gk, gv
+// go to part_r/k/v; the forward scan adds them, then reuses part_r/part_k
+// for <A_m, Gr_m> and <B_m, Gl_m>, which gw sums after the chunk's barrier.
+template <int N, typename scalar_t, typename acc_t>
+__global__ void __launch_bounds__(kWkv6BwdThreads) wkv6_backward_kernel(
+    int64_t T, int64_t C, int n_head, const scalar_t* __restrict__ r,
+    const scalar_t* __restrict__ k, const scalar_t* __restrict__ v,
+    const scalar_t* __restrict__ w, const acc_t* __restrict__ u,
+    const acc_t* __restrict__ gy, scalar_t* __restrict__ gr,
+    scalar_t* __restrict__ gk, scalar_t* __restrict__ gv,
+    scalar_t* __restrict__ gw, acc_t* __restrict__ gu_part,
+    acc_t* __restrict__ part_r, acc_t* __restrict__ part_k,
+    acc_t* __restrict__ part_v, acc_t* __restrict__ ck_b,
+    acc_t* __restrict__ ck_g) {
+  constexpr int L = Chunk<acc_t>::L;
+  constexpr int GS = L + 1;  // Gram row stride
+  BIWKV_DYNAMIC_SHARED(unsigned char, smem_raw);
+  acc_t* sr = reinterpret_cast<acc_t*>(smem_raw);  // [L][N] each
+  acc_t* sk = sr + L * N;
+  acc_t* sv = sk + L * N;
+  acc_t* sg = sv + L * N;
+  acc_t* sd = sg + L * N;
+  acc_t* sG = sd + L * N;  // [L][L + 1]: sG[s][t] = v_s . gy_t
+  acc_t* su = sG + L * GS;  // [N]
+  const Head hd = head_of<N, L>(T, C, n_head);
+  const int g = threadIdx.x / N;  // group
+  const int j = threadIdx.x % N;  // row (P, Q) or column (V)
+  const bool live = j < n_head;   // a channel of the head, not padding
+  if (g == 0) su[j] = live ? u[hd.h * n_head + j] : acc_t(0);
+  acc_t s[N];
+  const auto stage_all = [&](int64_t t0) {
+    stage<N, L>(sr, r, hd, t0, acc_t(0));
+    stage<N, L>(sk, k, hd, t0, acc_t(0));
+    stage<N, L>(sv, v, hd, t0, acc_t(0));
+    stage<N, L>(sg, gy, hd, t0, acc_t(0));
+    stage_decay<N, L>(sd, w, hd, t0);
+  };
+  // Checkpoints, [bh][chunk][i][j] so that the N threads of a group write and
+  // read N consecutive elements.
+  const auto checkpoint = [&](acc_t* ck, int64_t c) {
+    return ck + (hd.bh * hd.nchunks + c) * N * N;
+  };
+
+  // 1. Reverse scan: B (P), Gr rows (Q) and columns (V).
+#pragma unroll
+  for (int x = 0; x < N; ++x) s[x] = 0;
+  for (int64_t c = hd.nchunks - 1; c >= 0; --c) {
+    const int64_t t0 = c * L;
+    const int n = static_cast<int>(min(int64_t(L), T - t0));
+    __syncthreads();
+    stage_all(t0);
+    __syncthreads();
+    if (g < 2) {  // the state entering the chunk's last token
+      acc_t* ck = checkpoint(g == 0 ? ck_b : ck_g, c);
+#pragma unroll
+      for (int x = 0; x < N; ++x) ck[x * N + j] = s[x];
+    }
+#pragma unroll 1
+    for (int m = n - 1; m >= 0; --m) {
+      const int64_t o = hd.base + (t0 + m) * C + j;
+      const acc_t* rm = sr + m * N;
+      const acc_t* km = sk + m * N;
+      const acc_t* vm = sv + m * N;
+      const acc_t* gm = sg + m * N;
+      const acc_t* dm = sd + m * N;
+      acc_t acc = 0;
+      if (g == 0) {  // s = B[j, :]
+        const acc_t d = dm[j], kj = km[j];
+#pragma unroll
+        for (int x = 0; x < N; ++x) {
+          acc += gm[x] * s[x];
+          s[x] = d * s[x] + kj * vm[x];
+        }
+        if (live) part_r[o] = acc;
+      } else if (g == 1) {  // s = Gr[j, :]
+        const acc_t d = dm[j], rj = rm[j];
+#pragma unroll
+        for (int x = 0; x < N; ++x) {
+          acc += vm[x] * s[x];
+          s[x] = d * s[x] + rj * gm[x];
+        }
+        if (live) part_k[o] = acc;
+      } else {  // s = Gr[:, j]
+        const acc_t gj = gm[j];
+#pragma unroll
+        for (int x = 0; x < N; ++x) {
+          acc += km[x] * s[x];
+          s[x] = dm[x] * s[x] + rm[x] * gj;
+        }
+        if (live) part_v[o] = acc;
+      }
+    }
+  }
+
+  // 2. Forward scan: A (P), Gl rows (Q) and columns (V).
+#pragma unroll
+  for (int x = 0; x < N; ++x) s[x] = 0;
+  acc_t gu = 0;
+  acc_t hx[L + 1];  // P: gy_x . A[j, :]; Q: v_x . Gl[j, :]; [L]: see top
+  for (int64_t c = 0; c < hd.nchunks; ++c) {
+    const int64_t t0 = c * L;
+    const int n = static_cast<int>(min(int64_t(L), T - t0));
+    __syncthreads();
+    stage_all(t0);
+    __syncthreads();
+    for (int e = threadIdx.x; e < L * L; e += blockDim.x) {
+      const acc_t* va = sv + (e / L) * N;
+      const acc_t* gb = sg + (e % L) * N;
+      acc_t acc = 0;
+      // Rotated start: the lanes of a warp read different banks.
+#pragma unroll
+      for (int xx = 0; xx < N; ++xx) {
+        const int x = (xx + e) % N;
+        acc += va[x] * gb[x];
+      }
+      sG[(e / L) * GS + e % L] = acc;
+    }
+    __syncthreads();
+    if (g < 2) {
+      // P pairs A with Gr (checkpoint ck_g) and gy; Q pairs Gl with B (ck_b)
+      // and v. "Own" is what the state's update adds per token (k v^T for
+      // A, r gy^T for Gl), "other" the staged input the state is dotted
+      // with.
+      const acc_t* ck = checkpoint(g == 0 ? ck_g : ck_b, c);
+      const acc_t* other = g == 0 ? sg : sv;  // gy_x (P), v_x (Q)
+      const acc_t* own_a = g == 0 ? sk : sr;  // scales the update
+      const acc_t* own_b = g == 0 ? sv : sg;  // the update's row
+      const acc_t* weight = g == 0 ? sr : sk;  // h_x's weight in the sum
+#pragma unroll
+      for (int x = 0; x <= L; ++x) hx[x] = 0;
+#pragma unroll
+      for (int i = 0; i < N; ++i) {
+        const acc_t si = s[i];
+#pragma unroll
+        for (int x = 0; x < L; ++x) hx[x] += other[x * N + i] * si;
+        hx[L] += si * ck[i * N + j];
+      }
+#pragma unroll 1
+      for (int m = 0; m < n; ++m) {
+        const int64_t o = hd.base + (t0 + m) * C + j;
+        const acc_t d = sd[m * N + j];
+        const acc_t a = own_a[m * N + j];   // k_m (P), r_m (Q)
+        const acc_t b = weight[m * N + j];  // r_m (P), k_m (Q)
+        const acc_t gv_m = sG[m * GS + m];  // gy_m . v_m
+        // <state_m, other state_m> over the chunk's later tokens and the
+        // checkpoint beyond it.
+        acc_t pair = 0, p = 1;
+#pragma unroll
+        for (int x = 0; x < L; ++x) {
+          if (x > m) {
+            pair += p * weight[x * N + j] * hx[x];
+            p *= sd[x * N + j];
+          }
+        }
+        pair += p * hx[L];
+        acc_t h_m = 0;  // hx[m], without indexing hx at run time
+#pragma unroll
+        for (int x = 0; x < L; ++x) h_m = x == m ? hx[x] : h_m;
+        const acc_t own = h_m + su[j] * a * gv_m;  // this scan's share
+        if (live && g == 0) {
+          gr[o] = static_cast<scalar_t>(own + part_r[o]);
+          part_r[o] = pair;
+        } else if (live) {
+          gk[o] = static_cast<scalar_t>(own + part_k[o]);
+          part_k[o] = pair;
+        }
+        if (g == 0) gu += b * a * gv_m;
+        // Advance to token m + 1.
+        const acc_t* ob = own_b + m * N;
+        acc_t q = 0;  // (v_m (P), gy_m (Q)) . checkpoint row j
+#pragma unroll
+        for (int i = 0; i < N; ++i) {
+          q += ob[i] * ck[i * N + j];
+          s[i] = d * s[i] + a * ob[i];
+        }
+#pragma unroll
+        for (int x = 0; x < L; ++x) {
+          if (x > m) {
+            // v_m . gy_x (P), v_x . gy_m (Q)
+            const acc_t gram = g == 0 ? sG[m * GS + x] : sG[x * GS + m];
+            hx[x] = d * hx[x] + a * gram;
+          }
+        }
+        hx[L] = d * hx[L] + a * q;
+      }
+    } else {  // s = Gl[:, j]
+#pragma unroll 1
+      for (int m = 0; m < n; ++m) {
+        const int64_t o = hd.base + (t0 + m) * C + j;
+        const acc_t* rm = sr + m * N;
+        const acc_t* km = sk + m * N;
+        const acc_t* dm = sd + m * N;
+        const acc_t gj = sg[m * N + j];
+        acc_t acc = 0, urk = 0;
+#pragma unroll
+        for (int x = 0; x < N; ++x) {
+          acc += km[x] * s[x];
+          urk += su[x] * rm[x] * km[x];
+          s[x] = dm[x] * s[x] + rm[x] * gj;
+        }
+        if (live) {
+          gv[o] = static_cast<scalar_t>(acc + part_v[o] + gj * urk);
+        }
+      }
+    }
+    __syncthreads();  // part_r / part_k of the chunk hold both pair sums
+    if (g == 0 && live) {
+      for (int m = 0; m < n; ++m) {
+        const int64_t o = hd.base + (t0 + m) * C + j;
+        gw[o] = static_cast<scalar_t>(
+            decay_slope(static_cast<acc_t>(w[o])) * (part_r[o] + part_k[o]));
+      }
+    }
+  }
+  if (g == 0 && live) gu_part[hd.bh * n_head + j] = gu;
+}
+
+template <int N>
+constexpr size_t forward_smem(size_t acc_bytes, int L) {
+  return (3 * L * N + N) * acc_bytes;
+}
+
+template <int N>
+constexpr size_t backward_smem(size_t acc_bytes, int L) {
+  return (5 * L * N + L * (L + 1) + N) * acc_bytes;
+}
+
+struct Shape {
+  int64_t B, T, C, H, N;
+};
+
+Shape shape_of(const at::Tensor& r, const at::Tensor& u) {
+  const Shape s{r.size(0), r.size(1), r.size(2), u.size(0), u.size(1)};
+  TORCH_CHECK(s.N >= 1 && s.N <= kWkv6MaxN, "bi_wkv6 (CUDA): head size N = ",
+              s.N, " is not supported (at most ", kWkv6MaxN,
+              "; VRWKV6 uses 64)");
+  TORCH_CHECK(s.H * s.N == s.C, "bi_wkv6 (CUDA): u is ", u.sizes(),
+              " but C = ", s.C);
+  TORCH_CHECK(s.B * s.H <= 2147483647, "bi_wkv6 (CUDA): B * H = ",
+              s.B * s.H, " exceeds the grid limit; split the batch");
+  return s;
+}
+
+at::ScalarType acc_type(const at::Tensor& r) {
+  return r.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+// Calls f.template operator()<N>() with the smallest built N >= head size.
+template <typename F>
+void with_head_size(int64_t n, const F& f) {
+  if (n <= 16) {
+    f.template operator()<16>();
+  } else {
+    f.template operator()<kWkv6MaxN>();
+  }
+}
+
+}  // namespace
+
+at::Tensor forward_cuda(const at::Tensor& r, const at::Tensor& k,
+                        const at::Tensor& v, const at::Tensor& w,
+                        const at::Tensor& u) {
+  const c10::cuda::CUDAGuard guard(r.device());
+  const Shape sh = shape_of(r, u);
+  auto y = at::empty({sh.B, sh.T, sh.C}, r.options().dtype(acc_type(r)));
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, r.scalar_type(), "bi_wkv6_forward_cuda", [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        with_head_size(sh.N, [&]<int N>() {
+          const size_t smem =
+              forward_smem<N>(sizeof(acc_t), Chunk<acc_t>::L);
+          BIWKV_LAUNCH(dim3(static_cast<unsigned>(sh.B * sh.H)), dim3(N),
+                       smem, c10::cuda::getCurrentCUDAStream(),
+                       wkv6_forward_kernel<N, scalar_t, acc_t>)(
+              sh.T, sh.C, static_cast<int>(sh.N), r.data_ptr<scalar_t>(),
+              k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),
+              w.data_ptr<scalar_t>(), u.data_ptr<acc_t>(),
+              y.data_ptr<acc_t>());
+        });
+      });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return y;
+}
+
+std::vector<at::Tensor> backward_cuda(const at::Tensor& r, const at::Tensor& k,
+                                      const at::Tensor& v, const at::Tensor& w,
+                                      const at::Tensor& u,
+                                      const at::Tensor& gy) {
+  const c10::cuda::CUDAGuard guard(r.device());
+  const Shape sh = shape_of(r, u);
+  TORCH_CHECK(gy.scalar_type() == acc_type(r) && gy.sizes() == r.sizes(),
+              "bi_wkv6 (CUDA): grad_output must be ", acc_type(r), " ",
+              r.sizes(), ", got ", gy.scalar_type(), " ", gy.sizes());
+  auto gr = at::empty_like(r), gk = at::empty_like(k);
+  auto gv = at::empty_like(v), gw = at::empty_like(w);
+  const auto acc = r.options().dtype(acc_type(r));
+  auto gu_part = at::empty({sh.B, sh.C}, acc);
+  auto part = at::empty({3, sh.B, sh.T, sh.C}, acc);
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, r.scalar_type(), "bi_wkv6_backward_cuda", [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        constexpr int L = Chunk<acc_t>::L;
+        const int64_t nchunks = (sh.T + L - 1) / L;
+        with_head_size(sh.N, [&]<int N>() {
+          auto ck = at::empty({2, sh.B * sh.H, nchunks, N, N}, acc);
+          const int64_t plane = sh.B * sh.T * sh.C;
+          acc_t* p = part.data_ptr<acc_t>();
+          acc_t* c = ck.data_ptr<acc_t>();
+          const size_t smem = backward_smem<N>(sizeof(acc_t), L);
+          BIWKV_LAUNCH(dim3(static_cast<unsigned>(sh.B * sh.H)),
+                       dim3(3 * N), smem, c10::cuda::getCurrentCUDAStream(),
+                       wkv6_backward_kernel<N, scalar_t, acc_t>)(
+              sh.T, sh.C, static_cast<int>(sh.N), r.data_ptr<scalar_t>(),
+              k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),
+              w.data_ptr<scalar_t>(), u.data_ptr<acc_t>(),
+              gy.data_ptr<acc_t>(),
+              gr.data_ptr<scalar_t>(), gk.data_ptr<scalar_t>(),
+              gv.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(),
+              gu_part.data_ptr<acc_t>(), p, p + plane, p + 2 * plane, c,
+              c + ck.size(1) * nchunks * N * N);
+        });
+      });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  // A fixed-order reduction over the batch (torch.sum uses no atomics).
+  return {gr, gk, gv, gw, gu_part.sum(0).view({sh.H, sh.N})};
+}
+
+}  // namespace bi_wkv6

@@ -1,0 +1,187 @@
+"""The Bi-WKV6 CUDA kernels (cuda_ops/cuda/bi_wkv6_cuda.cu) on the CPU
+emulator of the CUDA execution model (tests/test_ops/cuda_emu): outputs and
+every gradient against the float64 reference for every dtype, odd token
+counts and head sizes, extreme decays and keys, long sequences (no token
+limit), float32 accuracy against float64, results that do not depend on the
+order of threads and blocks, and the launch configuration."""
+import pytest
+import torch
+
+from mmvrwkv.ops import bi_wkv6_reference
+from . import cuda_emu
+from .helpers import (BI_WKV6_TOL, assert_rel_close, bi_wkv6_inputs,
+                      check_bi_wkv6)
+
+pytestmark = pytest.mark.skipif(not cuda_emu.SUPPORTED,
+                                reason=cuda_emu.WHY_UNSUPPORTED)
+
+DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
+DTYPE_IDS = ['fp32', 'fp64', 'bf16', 'fp16']
+SCHEDULES = [('ascending', 0), ('descending', 0), ('shuffled', 1),
+             ('shuffled', 2)]
+NAMES = ['y', 'gr', 'gk', 'gv', 'gw', 'gu']
+
+
+def forward(r, k, v, w, u):
+    return cuda_emu.load().bi_wkv6_forward_cuda(r, k, v, w, u)
+
+
+def backward(r, k, v, w, u, gy):
+    return cuda_emu.load().bi_wkv6_backward_cuda(r, k, v, w, u, gy)
+
+
+def run_all(inputs, gy):
+    return [forward(*inputs), *backward(*inputs, gy)]
+
+
+def grad_output(inputs, seed=3):
+    acc = inputs[4].dtype
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(inputs[0].shape, generator=g,
+                       dtype=torch.float64).to(acc)
+
+
+# (B, T, H, N): odd T, one chunk, several (float32 chunks hold 32 tokens,
+# float64 16) and a short last one; several heads and B > 1; VRWKV6's
+# N = 64 and head sizes the kernels pad (4, 8, 12 -> 16; 48 -> 64).
+SHAPES = [(1, 1, 1, 64), (2, 15, 2, 64), (1, 63, 3, 64), (2, 197, 1, 64),
+          (1, 500, 1, 64), (2, 15, 3, 8), (3, 33, 2, 4), (1, 2, 5, 12),
+          (2, 40, 2, 48)]
+SHAPE_IDS = ['B{}-T{}-H{}-N{}'.format(*s) for s in SHAPES]
+
+
+@pytest.mark.parametrize('dtype', DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize('shape', SHAPES, ids=SHAPE_IDS)
+def test_matches_reference(shape, dtype):
+    if dtype in (torch.bfloat16, torch.float16) and shape[1] > 200:
+        pytest.skip('half inputs: the float32 path with T = 500 is covered')
+    check_bi_wkv6(forward, backward, bi_wkv6_inputs(*shape, dtype=dtype),
+                  name=f'cuda-emu {dtype}')
+
+
+# Decays that keep everything (w = -20: exp(-exp(-20)) rounds to 1 in
+# float32), forget at once (w = 5: the decay is ~1e-64, 0 in float32;
+# w = 100: exp(w) overflows float32) and mixtures, with large keys.
+EXTREMES = {
+    'keep-all': dict(w_values=[-20.0]),
+    'forget-all': dict(w_values=[5.0]),
+    'overflow-w': dict(w_values=[100.0, -3.0]),
+    'mixed': dict(w_values=[-20.0, -5.0, -1.0, 0.0, 2.0, 5.0]),
+    'large-k': dict(k_scale=50.0, w_values=[-20.0, -0.5, 5.0]),
+}
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64,
+                                   torch.bfloat16],
+                         ids=['fp32', 'fp64', 'bf16'])
+@pytest.mark.parametrize('case', list(EXTREMES), ids=list(EXTREMES))
+def test_extreme_values(case, dtype):
+    inputs = bi_wkv6_inputs(2, 70, 1, 64, dtype=dtype, **EXTREMES[case])
+    _, grads = check_bi_wkv6(forward, backward, inputs, name=case)
+    gw = grads[3]  # the first and the last token's decays never matter
+    assert torch.all(gw[:, 0] == 0) and torch.all(gw[:, -1] == 0)
+
+
+def test_overflowing_decay_has_zero_gradient():
+    """Where exp(w) overflows the accumulation type, the decay is 0 and its
+    gradient exactly 0 (not 0 * inf = NaN), in float32 and float64."""
+    for dtype, big in ((torch.float32, 100.0), (torch.float64, 1000.0)):
+        r, k, v, w, u = bi_wkv6_inputs(1, 40, 1, 16, dtype=dtype)
+        w[:, 1::2] = big
+        gw = backward(r, k, v, w, u, grad_output([r, k, v, w, u]))[3]
+        assert torch.isfinite(gw).all()
+        assert torch.all(gw[:, 1::2] == 0)
+        assert gw[:, 2:-1:2].abs().min() > 0
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16],
+                         ids=['fp32', 'bf16'])
+@pytest.mark.parametrize('shape', [(2, 45, 2, 64), (1, 70, 3, 8)],
+                         ids=['B2-T45-H2-N64', 'B1-T70-H3-N8'])
+def test_results_do_not_depend_on_thread_order(shape, dtype):
+    """Threads between barriers, and blocks, in ascending, descending and
+    two shuffled orders: y and every gradient are bitwise identical."""
+    inputs = bi_wkv6_inputs(*shape, dtype=dtype)
+    gy = grad_output(inputs)
+    results = []
+    for order, seed in SCHEDULES:
+        with cuda_emu.schedule(order, seed):
+            results.append(run_all(inputs, gy))
+    for name, first in zip(NAMES, results[0]):
+        assert torch.isfinite(first).all(), name
+    for (order, seed), other in zip(SCHEDULES[1:], results[1:]):
+        for name, a, b in zip(NAMES, results[0], other):
+            assert torch.equal(a, b), f'{name} differs with {order}/{seed}'
+
+
+def _max_rel_errors(got, want):
+    return {name: ((a.double() - b).abs().max() / b.abs().max()).item()
+            for name, a, b in zip(NAMES, got, want)}
+
+
+@pytest.mark.parametrize('w_shift', [-4.0, -1.0], ids=['slow', 'fast'])
+def test_long_sequence_float32_against_float64(w_shift):
+    """T = 4096 (1024 x 1024 px at patch 16), beyond the official kernel's
+    256 tokens: float32 within 5e-6 of float64 for y and every gradient
+    (measured: <= 3e-7 for y, gr, gk, gv, gw, 1.6e-6 for gu, a sum over
+    all tokens). float64 is the same kernel, checked against the reference
+    above and here on the forward pass."""
+    x64 = bi_wkv6_inputs(1, 4096, 1, 64, dtype=torch.float64,
+                         w_shift=w_shift)
+    gy = grad_output(x64)
+    want = run_all(x64, gy)
+    assert_rel_close(want[0], bi_wkv6_reference(*x64, chunk_size=64),
+                     1e-12, 'float64 y')
+    got = run_all([x.float() for x in x64], gy.float())
+    errors = _max_rel_errors(got, want)
+    assert max(errors.values()) <= 5e-6, errors
+
+
+def test_no_token_limit():
+    """T = 16384 with a small head (N = 16, to keep the emulator fast):
+    float32 against float64 on decays from slow to instant."""
+    x64 = bi_wkv6_inputs(1, 16384, 1, 16, dtype=torch.float64,
+                         w_values=[-6.0, -3.0, -1.0, 1.0, 5.0])
+    gy = grad_output(x64)
+    want = run_all(x64, gy)
+    got = run_all([x.float() for x in x64], gy.float())
+    errors = _max_rel_errors(got, want)
+    assert max(errors.values()) <= 1e-5, errors
+
+
+def test_launches_fit_the_launch_bounds():
+    """Forward: N threads, backward: 3 N (192 at N = 64), as their
+    __launch_bounds__; one block per (batch, head); dynamic shared memory
+    within the 48 KiB a launch gets without opting in (float64 is the
+    largest)."""
+    bounds = cuda_emu.launch_bounds([cuda_emu.KERNEL6])
+    assert set(bounds) == {'wkv6_forward_kernel', 'wkv6_backward_kernel'}
+    emu = cuda_emu.load()
+    emu.reset_records()
+    for dtype in DTYPES:
+        inputs = bi_wkv6_inputs(3, 20, 2, 64, dtype=dtype)
+        run_all(inputs, grad_output(inputs))
+    rec = emu.kernel_records()
+    fwd, bwd = rec['wkv6_forward_kernel'], rec['wkv6_backward_kernel']
+    assert (fwd['launch_bound'], bwd['launch_bound']) == (64, 192)
+    assert (fwd['max_threads'], bwd['max_threads']) == (64, 192)
+    assert fwd['max_grid'] == bwd['max_grid'] == (6, 1, 1)
+    assert fwd['launches'] == bwd['launches'] == len(DTYPES)
+    assert 40 * 1024 < bwd['max_smem'] <= 48 * 1024
+    assert fwd['max_smem'] <= 48 * 1024
+
+
+def test_rejects_heads_over_64():
+    inputs = bi_wkv6_inputs(1, 3, 1, 65)
+    with pytest.raises(RuntimeError, match='head size N = 65'):
+        forward(*inputs)
+
+
+def test_catches_a_wrong_bonus():
+    """The comparison is sensitive: u doubled fails at float32's
+    tolerance."""
+    r, k, v, w, u = bi_wkv6_inputs(1, 20, 1, 64)
+    want = forward(r, k, v, w, u)
+    with pytest.raises(AssertionError):
+        assert_rel_close(forward(r, k, v, w, 2 * u), want,
+                         BI_WKV6_TOL[torch.float32])
