@@ -7,16 +7,8 @@ _base_ = [
     'mmdet::_base_/datasets/coco_instance.py',
     'mmdet::_base_/schedules/schedule_1x.py',
     'mmdet::_base_/default_runtime.py',
+    './_base_/vrwkv_runtime.py',
 ]
-custom_imports = dict(imports=['mmvrwkv'], allow_failed_imports=False)
-
-# PortableRunner: the same config trains data-parallel (gloo) and with --amp
-# (bfloat16) on CPU-only machines; RNGStateHook puts the random-number state
-# in checkpoints so --resume continues exactly; checkpoints are written to a
-# temporary name and renamed (docs/reliability.md).
-runner_type = 'PortableRunner'
-custom_hooks = [dict(type='RNGStateHook')]
-
 # ImageNet-1k VRWKV-T; override with
 #   --cfg-options model.backbone.init_cfg.checkpoint=PATH
 # (or model.backbone.init_cfg=None to train from scratch).

@@ -9,16 +9,8 @@ _base_ = [
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_160k.py',
+    './_base_/vrwkv_runtime.py',
 ]
-custom_imports = dict(imports=['mmvrwkv'], allow_failed_imports=False)
-
-# PortableRunner: the same config trains data-parallel (gloo) and with --amp
-# (bfloat16) on CPU-only machines; RNGStateHook puts the random-number state
-# in checkpoints so --resume continues exactly; checkpoints are written to a
-# temporary name and renamed (docs/reliability.md).
-runner_type = 'PortableRunner'
-custom_hooks = [dict(type='RNGStateHook')]
-
 pretrained = 'https://huggingface.co/OpenGVLab/Vision-RWKV/resolve/main/vrwkv_t_in1k_224.pth'  # noqa: E501
 
 crop_size = (512, 512)

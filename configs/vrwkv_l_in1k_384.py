@@ -9,8 +9,8 @@ _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_384.py',
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
     'mmpretrain::_base_/default_runtime.py',
+    './_base_/vrwkv_runtime.py',
 ]
-custom_imports = dict(imports=['mmvrwkv'], allow_failed_imports=False)
 
 model = dict(
     type='ImageClassifier',
@@ -40,3 +40,6 @@ test_pipeline = [
 ]
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
+# checkpoints written to a temporary name, then renamed
+default_hooks = dict(
+    checkpoint=dict(backend_args=dict(backend='atomic_local')))

@@ -4,16 +4,8 @@ _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
     'mmpretrain::_base_/default_runtime.py',
+    './_base_/vrwkv_runtime.py',
 ]
-custom_imports = dict(imports=['mmvrwkv'], allow_failed_imports=False)
-
-# PortableRunner: the same config trains data-parallel (gloo) and with --amp
-# (bfloat16) on CPU-only machines; RNGStateHook puts the random-number state
-# in checkpoints so --resume continues exactly; checkpoints are written to a
-# temporary name and renamed (docs/reliability.md).
-runner_type = 'PortableRunner'
-custom_hooks = [dict(type='RNGStateHook')]
-
 model = dict(
     type='ImageClassifier',
     backbone=dict(type='VRWKV', arch='tiny', img_size=224, patch_size=16,

@@ -1,8 +1,12 @@
 """mmvrwkv: Vision-RWKV for OpenMMLab 2.0.
 
 ``import mmvrwkv`` (or ``custom_imports=dict(imports=['mmvrwkv'])`` in a
-config) registers the models. The operator in ``mmvrwkv.ops`` needs only
-torch; the models need mmengine and mmcv.
+config) registers the models, hooks, runner and optimizer pieces in
+mmengine's registries and checks mmcv's version; it changes nothing else
+(no checkpoint loaders, file backends or torch settings). Safe checkpoint
+loading is turned on by ``CheckpointSafetyHook`` (the paper configs list
+it) or by :func:`mmvrwkv.utils.enable_safe_loading`. The operator in
+``mmvrwkv.ops`` needs only torch; the models need mmengine and mmcv.
 """
 from .version import __version__
 
@@ -28,11 +32,5 @@ def _check_mmcv():
 if _has('mmengine') and _has('mmcv'):
     _check_mmcv()
     from . import engine, models  # noqa: F401,E402  registers them
-    from .utils import (allow_mmengine_checkpoints, register_atomic_backend,
-                        register_safe_loading)
-    allow_mmengine_checkpoints()
-    # weights-only .pth and .safetensors everywhere; unreadable files named
-    register_safe_loading()
-    register_atomic_backend()  # checkpoints written to a temp name, renamed
 
 __all__ = ['__version__']

@@ -10,6 +10,8 @@ import tempfile
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
+from mmvrwkv.utils import enable_safe_loading
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -25,6 +27,8 @@ def main():
     cfg.load_from = None
     cfg.randomness = dict(seed=args.seed)
     runner = Runner.from_cfg(cfg)
+    # init_cfg weights load here, before the runner's hooks run
+    enable_safe_loading()
     runner.model.init_weights()
     metrics = runner.test()
     print('untrained:', {k: round(float(v), 4) for k, v in metrics.items()})

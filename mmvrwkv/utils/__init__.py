@@ -1,11 +1,11 @@
 from .atomic_backend import (AtomicLocalBackend, atomic_write,
                              register_atomic_backend)
 from .checkpoint import allow_mmengine_checkpoints
-from .safe_loading import (load_checkpoint_file, register_safe_loading,
+from .safe_loading import (enable_safe_loading, load_checkpoint_file,
                            save_safetensors)
 
 __all__ = [
     'allow_mmengine_checkpoints', 'load_checkpoint_file',
-    'register_safe_loading', 'save_safetensors', 'AtomicLocalBackend',
+    'enable_safe_loading', 'save_safetensors', 'AtomicLocalBackend',
     'atomic_write', 'register_atomic_backend'
 ]

@@ -45,6 +45,10 @@ class AtomicLocalBackend(LocalBackend):
 
 
 def register_atomic_backend() -> None:
-    """Register :class:`AtomicLocalBackend` as ``'atomic_local'``
-    (idempotent)."""
+    """Register :class:`AtomicLocalBackend` as ``'atomic_local'`` in
+    mmengine's file backends (idempotent).
+
+    Not done on ``import mmvrwkv``: ``CheckpointSafetyHook`` calls it when a
+    run starts, before the checkpoint hook opens its backend.
+    """
     register_backend(NAME, AtomicLocalBackend, force=True)

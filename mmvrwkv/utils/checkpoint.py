@@ -1,27 +1,32 @@
-"""Safe loading of mmengine checkpoints with ``torch.load(weights_only=True)``.
+"""The Python types of mmengine checkpoints, for weights-only loading.
 
-torch >= 2.6 loads with ``weights_only=True`` by default, and mmengine 0.10.7
-does not pass the flag, so its own checkpoints (which store the message hub's
-HistoryBuffer objects and numpy scalars/arrays) fail to load. Rather than
-turning the safety off, we allowlist exactly the types those checkpoints hold.
+mmengine 0.10.7 checkpoints store the message hub's HistoryBuffer objects
+and numpy scalars/arrays next to the tensors, which
+``torch.load(weights_only=True)`` refuses. Rather than turning the safety
+off, we allow exactly these types, and only for the duration of one load:
+torch's process-wide list of safe globals is left as it was.
 """
+import contextlib
 import importlib
 
 import torch
 
-_done = False
 
+def mmengine_checkpoint_types() -> list:
+    """The classes and callables an mmengine checkpoint's pickle names.
 
-def _checkpoint_globals():
+    Returns:
+        list: HistoryBuffer, ``getattr`` (HistoryBuffer pickles its
+        ``statistics_methods`` as ``getattr(HistoryBuffer, 'min')``; allowing
+        it lets a file look attributes up, while the weights-only unpickler
+        still calls nothing but allowed callables), numpy's ndarray, dtype,
+        its array-pickling helpers and its dtype classes.
+    """
     import numpy as np
     from mmengine.logging.history_buffer import HistoryBuffer
 
-    # HistoryBuffer pickles its ``statistics_methods`` as
-    # getattr(HistoryBuffer, 'min') etc. Allowing getattr only lets a file
-    # look up attributes: the weights-only unpickler still calls nothing but
-    # allowlisted callables.
     types = [HistoryBuffer, getattr, np.ndarray, np.dtype]
-    # numpy's array pickling helpers (numpy.core in 1.x, numpy._core in 2.x).
+    # numpy's array pickling helpers (numpy.core in 1.x, numpy._core in 2.x)
     try:
         multiarray = importlib.import_module('numpy._core.multiarray')
     except ImportError:
@@ -37,13 +42,17 @@ def _checkpoint_globals():
     return types
 
 
-def allow_mmengine_checkpoints() -> None:
-    """Allow the types of mmengine checkpoints in weights-only loading.
+def allow_mmengine_checkpoints() -> contextlib.AbstractContextManager:
+    """A context in which weights-only loading accepts mmengine checkpoints.
 
-    Idempotent; called when ``mmvrwkv`` is imported with mmengine installed.
+    Example:
+        >>> with allow_mmengine_checkpoints():
+        ...     ckpt = torch.load('epoch_1.pth', weights_only=True)
+
+    On leaving it, torch's list of safe globals is what it was before.
+    torch < 2.5 has no such context: there the types are not added and
+    weights-only loading refuses checkpoints that hold them.
     """
-    global _done
-    if _done or not hasattr(torch.serialization, 'add_safe_globals'):
-        return
-    torch.serialization.add_safe_globals(_checkpoint_globals())
-    _done = True
+    if not hasattr(torch.serialization, 'safe_globals'):
+        return contextlib.nullcontext()
+    return torch.serialization.safe_globals(mmengine_checkpoint_types())

@@ -1,14 +1,21 @@
 """Checkpoint files that load without running pickled code.
 
-Two holes close here. mmengine 0.10.7 loads URLs through
-``torch.hub.load_state_dict_from_url``, whose ``weights_only`` defaults to
-False, so a downloaded ``.pth`` (an ``init_cfg`` pointing at Hugging Face, a
-``--checkpoint https://...``) could run arbitrary code; and its local loader
-relies on torch's default, which an environment variable can turn off. We
-route both through :func:`load_checkpoint_file`, which always passes
-``weights_only=True`` and also reads ``.safetensors`` files, so every place
-that takes a checkpoint path (``init_cfg=dict(type='Pretrained')``,
-``load_from``, ``mim test --checkpoint``, the inferencers) accepts them.
+mmengine 0.10.7 loads URLs through ``torch.hub.load_state_dict_from_url``,
+whose ``weights_only`` defaults to False, so a downloaded ``.pth`` (an
+``init_cfg`` pointing at Hugging Face, a ``--checkpoint https://...``) could
+run arbitrary code; its local loader relies on torch's default, which the
+environment variable ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` turns off.
+
+:func:`load_checkpoint_file` always passes ``weights_only=True``, also reads
+``.safetensors`` files and names the file when it cannot be read.
+:func:`enable_safe_loading` registers loaders built on it for mmengine's
+local, http(s), torchvision, open-mmlab and mmcls schemes through
+``CheckpointLoader.register_scheme``, so every place that takes a checkpoint
+path (``init_cfg=dict(type='Pretrained')``, ``load_from``, ``--checkpoint``,
+the inferencers) uses them. Nothing is registered on import: the paper
+configs turn it on with ``CheckpointSafetyHook``, scripts with one call.
+mmengine's ``s3://``, ``petrel://`` and ``pavi://`` loaders are left as they
+are (they rely on torch's weights-only default).
 """
 import json
 import os
@@ -26,8 +33,6 @@ SAFETENSORS_SUFFIX = '.safetensors'
 # safetensors metadata is str -> str; the checkpoint's ``meta`` dict (class
 # names, palette, ...) travels as JSON under this key.
 META_KEY = 'mmvrwkv_meta'
-
-_registered = False
 
 
 def _device(map_location) -> str:
@@ -82,6 +87,18 @@ def save_safetensors(state_dict: dict, filename: str,
 def load_checkpoint_file(filename: str, map_location=None) -> dict:
     """Load a local ``.pth`` (weights only) or ``.safetensors`` checkpoint.
 
+    Besides tensors, a ``.pth`` may hold the types of mmengine checkpoints
+    (message hub, numpy arrays), and nothing else.
+
+    Args:
+        filename (str): path; ``~`` is expanded.
+        map_location: as for :func:`torch.load`. Defaults to None.
+
+    Returns:
+        dict: the checkpoint. Files of the InternImage-based official code
+        (VRWKV-L) that keep the weights under ``'model'`` also get them
+        under ``'state_dict'``, where mmengine looks.
+
     Raises:
         FileNotFoundError: no such file.
         RuntimeError: the file holds pickled objects that weights-only
@@ -93,10 +110,10 @@ def load_checkpoint_file(filename: str, map_location=None) -> dict:
         raise FileNotFoundError(f'checkpoint {filename} does not exist')
     if filename.endswith(SAFETENSORS_SUFFIX):
         return load_safetensors(filename, map_location)
-    allow_mmengine_checkpoints()
     try:
-        checkpoint = torch.load(filename, map_location=map_location,
-                                weights_only=True)
+        with allow_mmengine_checkpoints():
+            checkpoint = torch.load(filename, map_location=map_location,
+                                    weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, KeyError,
             zipfile.BadZipFile) as err:
         message = str(err).strip()
@@ -122,8 +139,6 @@ def load_checkpoint_file(filename: str, map_location=None) -> dict:
             'truncated (an interrupted download or copy) or not a checkpoint '
             'at all: download or copy it again, or point to another file.'
         ) from err
-    # Files of the InternImage-based code (VRWKV-L) may keep the weights
-    # under 'model'; mmengine looks for 'state_dict' (init_cfg with prefix).
     if isinstance(checkpoint, dict) and 'state_dict' not in checkpoint \
             and isinstance(checkpoint.get('model'), dict):
         checkpoint = dict(checkpoint, state_dict=checkpoint['model'])
@@ -131,11 +146,17 @@ def load_checkpoint_file(filename: str, map_location=None) -> dict:
 
 
 def load_url_safely(url: str, model_dir: Optional[str] = None,
-                    map_location=None, progress: bool = True,
-                    **kwargs) -> dict:
-    """Download ``url`` into torch's hub cache (as torch.hub does) and load
-    it with :func:`load_checkpoint_file`. Same signature as mmengine's
-    ``load_url``; extra torch.hub arguments are accepted and ignored."""
+                    map_location=None, progress: bool = True) -> dict:
+    """Download ``url`` into torch's hub cache (as torch.hub does: a file
+    already there is reused) and load it with :func:`load_checkpoint_file`.
+
+    Args:
+        url (str): any URL urllib opens (``https://``, ``file://``, ...).
+        model_dir (str, optional): where to keep the file. Defaults to
+            ``<torch.hub.get_dir()>/checkpoints``.
+        map_location: as for :func:`torch.load`. Defaults to None.
+        progress (bool): show a progress bar. Defaults to True.
+    """
     if model_dir is None:
         model_dir = osp.join(torch.hub.get_dir(), 'checkpoints')
     os.makedirs(model_dir, exist_ok=True)
@@ -145,19 +166,87 @@ def load_url_safely(url: str, model_dir: Optional[str] = None,
     return load_checkpoint_file(cached, map_location)
 
 
-def register_safe_loading() -> None:
-    """Make mmengine load local files and URLs through
-    :func:`load_checkpoint_file`. Idempotent; called on ``import mmvrwkv``.
-    """
-    global _registered
-    if _registered:
-        return
-    from mmengine.runner import checkpoint as mm_checkpoint
+# The loaders below take the place of mmengine's for their schemes. mmengine
+# logs the loader's name from its 11th character ("Loads checkpoint by
+# safe_http backend"), hence the ``load_from_`` prefix.
 
-    # '' is mmengine's fallback scheme, used for every local path.
-    mm_checkpoint.CheckpointLoader.register_scheme(
-        prefixes='', loader=load_checkpoint_file, force=True)
-    # http(s)://, torchvision://, open-mmlab:// and mmcls:// all end in
-    # mmengine's module-level load_url.
-    mm_checkpoint.load_url = load_url_safely
-    _registered = True
+
+def load_from_safe_local(filename: str, map_location=None) -> dict:
+    """The ``''`` scheme (local paths): :func:`load_checkpoint_file`."""
+    return load_checkpoint_file(filename, map_location)
+
+
+def load_from_safe_http(filename: str, map_location=None,
+                        model_dir: Optional[str] = None,
+                        progress: bool = os.isatty(0)) -> dict:
+    """``http://`` and ``https://``: as mmengine's loader (rank 0 downloads,
+    the other ranks wait and read the cached file), weights only."""
+    from mmengine.dist import get_dist_info
+    rank, world_size = get_dist_info()
+    if rank == 0:
+        checkpoint = load_url_safely(filename, model_dir, map_location,
+                                     progress)
+    if world_size > 1:
+        torch.distributed.barrier()
+        if rank > 0:
+            checkpoint = load_url_safely(filename, model_dir, map_location,
+                                         progress)
+    return checkpoint
+
+
+def load_from_safe_torchvision(filename: str, map_location=None) -> dict:
+    """``torchvision://NAME`` (and the deprecated ``modelzoo://NAME``)."""
+    from mmengine.runner.checkpoint import get_torchvision_models
+    name = filename.split('://', 1)[1]
+    return load_from_safe_http(get_torchvision_models()[name], map_location)
+
+
+def load_from_safe_openmmlab(filename: str, map_location=None) -> dict:
+    """``open-mmlab://NAME`` and ``openmmlab://NAME``: mmengine's table of
+    URLs (deprecated names mapped to their successors), or a file under
+    mmengine's home for entries that are not URLs."""
+    from mmengine.runner.checkpoint import (_get_mmengine_home,
+                                            get_deprecated_model_names,
+                                            get_external_models)
+    name = filename.split('://', 1)[1]
+    name = get_deprecated_model_names().get(name, name)
+    url = get_external_models()[name]
+    if url.startswith(('http://', 'https://')):
+        return load_from_safe_http(url, map_location)
+    return load_checkpoint_file(osp.join(_get_mmengine_home(), url),
+                                map_location)
+
+
+def load_from_safe_mmcls(filename: str, map_location=None) -> dict:
+    """``mmcls://NAME``: an mmcls 0.x classifier, its backbone's weights."""
+    from mmengine.runner.checkpoint import (_process_mmcls_checkpoint,
+                                            get_mmcls_models)
+    name = filename.split('://', 1)[1]
+    checkpoint = load_from_safe_http(get_mmcls_models()[name], map_location)
+    return _process_mmcls_checkpoint(checkpoint)
+
+
+# mmengine's prefixes -> our loader; every one of mmengine's loaders for
+# these ends in torch.load without weights_only=True.
+SAFE_SCHEMES = {
+    '': load_from_safe_local,
+    ('http://', 'https://'): load_from_safe_http,
+    ('modelzoo://', 'torchvision://'): load_from_safe_torchvision,
+    ('open-mmlab://', 'openmmlab://'): load_from_safe_openmmlab,
+    'mmcls://': load_from_safe_mmcls,
+}
+
+
+def enable_safe_loading() -> None:
+    """Load every checkpoint of this process through mmvrwkv's loaders.
+
+    Registers them with ``CheckpointLoader.register_scheme(..., force=True)``
+    for mmengine's local, http(s), torchvision/modelzoo, open-mmlab and
+    mmcls schemes (see ``SAFE_SCHEMES``): weights only, ``.safetensors``
+    accepted, unreadable files named. It stays on for the rest of the
+    process; calling it again changes nothing. ``CheckpointSafetyHook``
+    calls it when a run starts.
+    """
+    from mmengine.runner import CheckpointLoader
+    for prefixes, loader in SAFE_SCHEMES.items():
+        CheckpointLoader.register_scheme(prefixes, loader, force=True)

@@ -5,11 +5,12 @@ import os
 import pytest
 from mmengine.fileio import get_file_backend
 
-import mmvrwkv  # noqa: F401  (registers the backend)
-from mmvrwkv.utils import AtomicLocalBackend, atomic_write
+from mmvrwkv.utils import (AtomicLocalBackend, atomic_write,
+                           register_atomic_backend)
 
 
-def test_backend_is_registered_and_writes(tmp_path):
+def test_backend_is_registered_and_writes(tmp_path, mmengine_registries):
+    register_atomic_backend()
     backend = get_file_backend(str(tmp_path),
                                backend_args=dict(backend='atomic_local'))
     assert isinstance(backend, AtomicLocalBackend)

@@ -1,10 +1,11 @@
-"""An unreadable checkpoint file is named in the error (mmengine's loader
-passes torch's message, which names no file)."""
+"""With safe loading on, an unreadable checkpoint file is named in the
+error (mmengine's own loader passes torch's message, which names no
+file)."""
 import pytest
 import torch
 from mmengine.runner import load_checkpoint
 
-import mmvrwkv  # noqa: F401  (installs the checked local loader)
+pytestmark = pytest.mark.usefixtures('safe_loading')
 
 
 @pytest.fixture

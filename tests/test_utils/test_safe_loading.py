@@ -1,37 +1,30 @@
-"""Checkpoints load without running pickled code (local files and URLs, as
-mmengine's loaders see them), and .safetensors files load wherever a
-checkpoint path is taken."""
-import pathlib
-
+"""With ``enable_safe_loading()``, checkpoints load without running pickled
+code (local files and URLs, as mmengine's loaders see them), and
+.safetensors files load wherever a checkpoint path is taken."""
 import pytest
 import torch
+from mmengine.logging import HistoryBuffer
 from mmengine.runner import CheckpointLoader, load_checkpoint
-from mmengine.runner.checkpoint import _load_checkpoint, load_from_http
+from mmengine.runner.checkpoint import _load_checkpoint
 
-import mmvrwkv  # noqa: F401  (registers the loaders)
 from mmvrwkv.utils import load_checkpoint_file, save_safetensors
+from mmvrwkv.utils.safe_loading import SAFE_SCHEMES
+
+pytestmark = pytest.mark.usefixtures('safe_loading')
 
 
-class Payload:
-    """Unpickling this runs code: it creates the file ``marker``."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return pathlib.Path.touch, (pathlib.Path(self.marker), )
+def test_every_scheme_is_ours():
+    for prefixes, loader in SAFE_SCHEMES.items():
+        for prefix in (prefixes, ) if isinstance(prefixes, str) \
+                else prefixes:
+            path = prefix + 'name.pth'
+            assert CheckpointLoader._get_checkpoint_loader(path) is loader
 
 
-@pytest.fixture
-def malicious(tmp_path):
-    marker = tmp_path / 'code_ran'
-    path = tmp_path / 'malicious.pth'
-    torch.save({'state_dict': {'w': torch.ones(2)},
-                'meta': Payload(str(marker))}, path)
-    return path, marker
-
-
-def test_local_pickled_code_is_refused(malicious):
+def test_local_pickled_code_is_refused(malicious, monkeypatch):
+    # torch.load's default becomes weights_only=False with this variable;
+    # our loader passes weights_only=True explicitly.
+    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
     path, marker = malicious
     with pytest.raises(RuntimeError, match='never runs code stored'):
         _load_checkpoint(str(path))             # init_cfg, load_from, ...
@@ -40,22 +33,34 @@ def test_local_pickled_code_is_refused(malicious):
     assert not marker.exists()
 
 
-def test_downloaded_pickled_code_is_refused(malicious, tmp_path,
-                                            monkeypatch):
-    # mmengine's http loader used torch.hub with weights_only=False; a
-    # file:// URL goes through the same download-and-load path offline.
-    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
+def test_downloaded_pickled_code_is_refused(malicious, http_server, tmp_path):
+    # mmengine's own http loader calls torch.hub with weights_only=False
     path, marker = malicious
     with pytest.raises(RuntimeError, match='never runs code stored'):
-        load_from_http(path.as_uri())
+        CheckpointLoader.load_checkpoint(f'{http_server}/malicious.pth')
     assert not marker.exists()
-    assert (tmp_path / 'hub' / 'checkpoints' / path.name).exists()
+    assert (tmp_path / 'hub' / 'hub' / 'checkpoints' / path.name).exists()
 
 
-def test_safetensors_everywhere(tmp_path, monkeypatch):
+def test_mmengine_types_load_and_torch_is_left_alone(tmp_path):
+    import numpy as np
+    buffer = HistoryBuffer()
+    buffer.update(1.5)
+    path = tmp_path / 'epoch_1.pth'
+    torch.save({'state_dict': {'w': torch.ones(2)},
+                'message_hub': {'log_scalars': {'loss': buffer}},
+                'meta': {'seed': np.int64(3), 'lr': np.array([0.1])}}, path)
+    before = torch.serialization.get_safe_globals()
+    ckpt = _load_checkpoint(str(path))
+    assert ckpt['message_hub']['log_scalars']['loss'].current() == 1.5
+    assert ckpt['meta']['seed'] == 3
+    assert torch.serialization.get_safe_globals() == before
+
+
+def test_safetensors_everywhere(tmp_path, http_server):
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
     state = model.state_dict()
-    path = tmp_path / 'model.safetensors'
+    path = tmp_path / 'served' / 'model.safetensors'
     meta = dict(dataset_meta=dict(classes=['a', 'b']))
     save_safetensors(state, str(path), meta)
 
@@ -66,8 +71,8 @@ def test_safetensors_everywhere(tmp_path, monkeypatch):
     for key, value in other.state_dict().items():
         torch.testing.assert_close(value, state[key])
 
-    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
-    by_url = load_from_http(path.as_uri())
+    by_url = CheckpointLoader.load_checkpoint(
+        f'{http_server}/model.safetensors')
     torch.testing.assert_close(by_url['state_dict']['0.weight'],
                                state['0.weight'])
 

@@ -1,7 +1,9 @@
 """Backbones start from official ImageNet checkpoints through mmengine's
 ``init_cfg=dict(type='Pretrained', prefix='backbone.')``: the position
 embedding is resized from the pre-training grid, the other weights are
-copied, and missing/unexpected keys are logged."""
+copied, and missing/unexpected keys are logged. Loading goes through
+mmvrwkv's loaders (safetensors, InternImage's 'model' nesting), as in the
+configs, which turn them on with CheckpointSafetyHook."""
 import logging
 
 import pytest
@@ -15,6 +17,7 @@ from mmvrwkv.utils import save_safetensors
 from tests.test_apis import official_state_dicts as official
 
 ARCH = dict(embed_dims=32, num_layers=2, post_norm=True, init_values=1e-5)
+pytestmark = pytest.mark.usefixtures('safe_loading')
 
 
 @pytest.fixture
