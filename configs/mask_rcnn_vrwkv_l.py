@@ -14,5 +14,4 @@ model = dict(
     neck=dict(in_channels=[1024, 1024, 1024, 1024]))
 
 optim_wrapper = dict(
-    optimizer=dict(lr=1e-4, weight_decay=0.05),
-    paramwise_cfg=dict(num_layers=24))
+    optimizer=dict(lr=1e-4, weight_decay=0.05))

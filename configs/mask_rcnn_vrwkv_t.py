@@ -35,7 +35,7 @@ optim_wrapper = dict(
     constructor='LayerDecayOptimWrapperConstructor',
     optimizer=dict(
         type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.01),
-    paramwise_cfg=dict(num_layers=12, layer_decay_rate=0.85))
+    paramwise_cfg=dict(layer_decay_rate=0.85))
 
 # 8 GPUs x 2 images, as the paper; keep the last checkpoint and the best.
 default_hooks = dict(

@@ -15,4 +15,4 @@ model = dict(
 
 optim_wrapper = dict(
     optimizer=dict(lr=6e-5),
-    paramwise_cfg=dict(layer_decay_rate=0.90, num_layers=24))
+    paramwise_cfg=dict(layer_decay_rate=0.90))

@@ -40,7 +40,7 @@ optim_wrapper = dict(
     constructor='LayerDecayOptimWrapperConstructor',
     optimizer=dict(
         type='AdamW', lr=12e-5, betas=(0.9, 0.999), weight_decay=0.01),
-    paramwise_cfg=dict(num_layers=12, layer_decay_rate=0.95))
+    paramwise_cfg=dict(layer_decay_rate=0.95))
 param_scheduler = [
     dict(
         type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0,

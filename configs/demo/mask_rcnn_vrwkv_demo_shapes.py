@@ -82,7 +82,7 @@ param_scheduler = [
 ]
 optim_wrapper = dict(
     optimizer=dict(lr=5e-4, weight_decay=0.05),
-    paramwise_cfg=dict(num_layers=4, layer_decay_rate=0.9),
+    paramwise_cfg=dict(layer_decay_rate=0.9),
     clip_grad=dict(max_norm=5.0))
 # with --show-dir, save the visualisation of every test image
 default_hooks = dict(
