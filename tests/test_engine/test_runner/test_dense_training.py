@@ -13,8 +13,8 @@ from mmengine.runner import Runner
 
 import mmvrwkv  # noqa: F401
 from mmvrwkv.utils import load_checkpoint_file
-from ..helpers import (DET_CFG, ROOT, SEG_CFG, cli_options, det_options, load,
-                       make_data, mim_exe, seg_options)
+from ..helpers import (DET_CFG, ROOT, SEG_CFG, cli_options, det_options, env,
+                       load, make_data, mim_exe, seg_options)
 
 
 @pytest.fixture(scope='module')
@@ -84,7 +84,7 @@ def test_eval_untrained_reports_the_baseline(data_root, tmp_path):
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, 'tools', 'eval_untrained.py'),
          SEG_CFG, '--cfg-options', *opts],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [ln for ln in proc.stdout.splitlines()
             if ln.startswith('untrained:')]
