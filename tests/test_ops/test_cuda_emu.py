@@ -79,9 +79,10 @@ def test_large_grid_matches_reference(emu):
 
 @pytest.mark.parametrize('case', ['peaks', 'rising-with-growth', 'bonus'])
 def test_sums_across_token_chunks(case):
-    """T = 700 is cut into 16 chunks of 44 tokens, one per thread row; the
-    sums entering a chunk differ from its own by far more than the float32
-    range (the cases of test_cpu_fast_forward_across_chunks)."""
+    """T = 700 is cut into 10 segments of 4 chunks of 16-18 tokens on the
+    emulated 132-SM device (16 chunks of 44 tokens on one SM); the sums
+    entering a chunk differ from its own by far more than the float32 range
+    (the cases of test_cpu_fast_forward_across_chunks)."""
     T, C = 700, 16
     g = torch.Generator().manual_seed(0)
     k = torch.randn(1, T, C, generator=g, dtype=torch.float64) * 3
@@ -110,15 +111,18 @@ def test_sums_across_token_chunks(case):
 def test_launch_configuration_fits_the_launch_bounds(emu):
     """Both kernels declare __launch_bounds__ equal to the largest block the
     launcher makes (32 x 16); their dynamic shared memory stays within the
-    48 KiB a launch gets without opting in (float64 is the largest)."""
+    48 KiB a launch gets without opting in (float64 is the largest). On one
+    SM the tokens are never split (the split kernels: test_cuda_grid.py)."""
     assert set(cuda_emu.launch_bounds([cuda_emu.KERNEL])) == {
-        'forward_kernel', 'backward_kernel'}
+        'forward_kernel', 'backward_kernel', 'summary_kernel',
+        'backward_finish_kernel'}
     emu.reset_records()
     for dtype in DTYPES:
         for T in (1, 40, 1000):
             inputs = make_inputs(1, T, 3, dtype=dtype)
             gy = torch.ones(1, T, 3, dtype=dtype)
-            _run_all(emu, *inputs, gy)
+            with cuda_emu.sm_count(1):
+                _run_all(emu, *inputs, gy)
     rec = emu.kernel_records()
     for kernel in ('forward_kernel', 'backward_kernel'):
         assert rec[kernel]['launch_bound'] == 512

@@ -200,9 +200,13 @@ def launches():
     emu.reset_records()
     for dtype in (torch.float16, torch.bfloat16, torch.float32,
                   torch.float64):
-        w, u, k, v = make_inputs(1, 512, 2, dtype=dtype)
-        emu.forward(w, u, k, v)
-        emu.backward(w, u, k, v, torch.ones_like(k))
+        # Bi-WKV: 16 chunks, in one segment (1 SM) and in two segments
+        # of 512 tokens (2 SMs: the split launch's kernels)
+        for sms, T in ((1, 512), (2, 1024)):
+            w, u, k, v = make_inputs(1, T, 2, dtype=dtype)
+            with cuda_emu.sm_count(sms):
+                emu.forward(w, u, k, v)
+                emu.backward(w, u, k, v, torch.ones_like(k))
         # Bi-WKV6: VRWKV6's head size, the largest block and shared memory
         r, k, v, w, u = bi_wkv6_inputs(1, 40, 2, 64, dtype=dtype)
         emu.bi_wkv6_forward_cuda(r, k, v, w, u)

@@ -263,3 +263,21 @@ def device_param():
     """The 'cuda-emu' entry of a test's DEVICES."""
     return pytest.param(DEVICE, marks=pytest.mark.skipif(
         not SUPPORTED, reason=WHY_UNSUPPORTED))
+
+
+# --- Emulated device properties (Bi-WKV grid sizing, test_cuda_grid.py) ---
+
+H100_SMS = 132  # the emulated device's SM count by default (H100 SXM, H200)
+
+
+@contextlib.contextmanager
+def sm_count(n):
+    """Run the emulated launches inside on a device of ``n`` SMs (launchers
+    that size their grids by the SM count read it)."""
+    mod = load()
+    old = mod.sm_count()
+    mod.set_sm_count(n)
+    try:
+        yield
+    finally:
+        mod.set_sm_count(old)

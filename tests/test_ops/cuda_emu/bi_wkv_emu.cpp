@@ -230,6 +230,36 @@ at::Tensor selftest(const std::string& name) {
   return call.done(out);
 }
 
+// --- Grid of the Bi-WKV launches (tests/test_ops/test_cuda_grid.py) -------
+
+// launch_config of bi_wkv_cuda.cu for a device of sm_count SMs: the grid,
+// the block, and each kernel's dynamic shared memory with float
+// accumulators (float16/bfloat16/float32) in the order they are launched.
+py::dict grid_of_launch(int64_t B, int64_t T, int64_t C, int64_t sm_count) {
+  TORCH_CHECK(B > 0 && T > 0 && C > 0 && sm_count > 0,
+              "cuda_emu launch_config: sizes must be positive");
+  const auto cfg = bi_wkv::launch_config(B, T, C, sm_count);
+  const size_t acc = sizeof(float);
+  const size_t fwd = cfg.shared_bytes(bi_wkv::kForwardFields, acc);
+  const size_t bwd = cfg.shared_bytes(bi_wkv::kBackwardFields, acc);
+  py::list forward, backward;
+  if (cfg.segments() > 1) {
+    forward.append(py::make_tuple("summary_kernel", fwd));
+    backward.append(py::make_tuple("summary_kernel", bwd));
+  }
+  forward.append(py::make_tuple("forward_kernel", fwd));
+  backward.append(py::make_tuple("backward_kernel", bwd));
+  if (cfg.segments() > 1) {
+    backward.append(py::make_tuple("backward_finish_kernel", 0));
+  }
+  py::dict d;
+  d["grid"] = py::make_tuple(cfg.grid.x, cfg.grid.y, cfg.grid.z);
+  d["block"] = py::make_tuple(cfg.block.x, cfg.block.y, cfg.block.z);
+  d["forward"] = forward;
+  d["backward"] = backward;
+  return d;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -248,4 +278,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "shared memory launched");
   m.def("reset_records", &reset_records);
   m.def("selftest", &selftest, py::arg("name"));
+  // Grid of the Bi-WKV launches.
+  m.def("launch_config", &grid_of_launch,
+        "Grid, block and launched kernels with their dynamic shared memory "
+        "(float accumulators) of bi_wkv_cuda.cu for a (B, T, C) input on a "
+        "device of sm_count SMs",
+        py::arg("B"), py::arg("T"), py::arg("C"), py::arg("sm_count"));
+  m.def("set_sm_count", &cuda_emu::set_sm_count,
+        "SM count of the emulated device (132 by default)", py::arg("n"));
+  m.def("sm_count", [] { return cuda_emu::sm_count(); });
 }

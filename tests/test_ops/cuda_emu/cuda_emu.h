@@ -867,3 +867,45 @@ inline cudaError_t cudaGetLastError() {
 inline const char* cudaGetErrorString(cudaError_t e) {
   return e == cudaSuccess ? "no error" : "invalid argument";
 }
+
+// ---------------------------------------------------------------------------
+// Device attributes, which launchers read to size their grids: the emulated
+// device is an H100 SXM / H200 (132 SMs) unless set_sm_count says
+// otherwise. There is one device; the device argument is not checked.
+
+enum cudaDeviceAttr {
+  cudaDevAttrMaxThreadsPerBlock = 1,
+  cudaDevAttrMultiProcessorCount = 16,
+  cudaDevAttrMaxThreadsPerMultiProcessor = 39,
+};
+
+namespace cuda_emu {
+
+inline int& sm_count() {
+  static int n = 132;
+  return n;
+}
+
+inline void set_sm_count(int n) {
+  if (n < 1) throw Error(str("cuda_emu: SM count ", n, " is not positive"));
+  std::lock_guard<std::recursive_mutex> lock(settings().mutex);
+  sm_count() = n;
+}
+
+}  // namespace cuda_emu
+
+inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr,
+                                          int /*device*/) {
+  switch (attr) {
+    case cudaDevAttrMaxThreadsPerBlock:
+      *value = static_cast<int>(::cuda_emu::kMaxThreadsPerBlock);
+      return cudaSuccess;
+    case cudaDevAttrMultiProcessorCount:
+      *value = ::cuda_emu::sm_count();
+      return cudaSuccess;
+    case cudaDevAttrMaxThreadsPerMultiProcessor:
+      *value = 2048;
+      return cudaSuccess;
+  }
+  return cudaErrorInvalidValue;
+}
