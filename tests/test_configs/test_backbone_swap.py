@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 from mmengine.hub import get_config
-from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 
-import mmvrwkv  # noqa: F401
+from mmvrwkv.apis import build_model
 
 ADAPTER = dict(
     _delete_=True, type='VRWKVAdapter',
@@ -29,13 +28,11 @@ def swap(path, backbone, **model):
 
 
 def test_retinanet(tmp_path):
-    from mmdet.registry import MODELS
     from mmdet.structures import DetDataSample
     from mmengine.structures import InstanceData
     cfg = swap('mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', ADAPTER,
                neck=dict(in_channels=[64, 64, 64, 64]))
-    init_default_scope('mmdet')
-    model = MODELS.build(cfg.model)
+    model = build_model(cfg)
     model.init_weights()
     samples = []
     for h, w in ((150, 200), (120, 96)):
@@ -66,15 +63,13 @@ def test_retinanet(tmp_path):
 @pytest.mark.parametrize('backbone', [PLAIN, ADAPTER],
                          ids=['VRWKV', 'VRWKVAdapter'])
 def test_pspnet(backbone):
-    from mmseg.registry import MODELS
     from mmseg.structures import SegDataSample
     cfg = swap('mmseg::pspnet/pspnet_r50-d8_4xb4-80k_ade20k-512x512.py',
                backbone, pretrained=None,
                decode_head=dict(in_channels=64, channels=32),
                auxiliary_head=dict(in_channels=64, channels=32))
     cfg.model.data_preprocessor.size = (64, 96)
-    init_default_scope('mmseg')
-    model = MODELS.build(cfg.model)
+    model = build_model(cfg)
     model.init_weights()
     samples = []
     for _ in range(2):
