@@ -197,7 +197,8 @@ void backward_head(const HeadArgs<scalar_t, acc_t>& a,
   std::fill(X, X + 2 * NN, acc_t(0));
   std::fill(gu, gu + N, acc_t(0));
   for (int64_t t = 0; t < T; ++t) {
-    if (t % L == 0) std::memcpy(ck + (t / L) * 2 * NN, X, 2 * NN * sizeof(acc_t));
+    if (t % L == 0)
+      std::memcpy(ck + (t / L) * 2 * NN, X, 2 * NN * sizeof(acc_t));
     const int64_t o = t * C;
     load(o);
     const acc_t* __restrict d = a.d + o;
