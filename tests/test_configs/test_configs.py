@@ -4,7 +4,8 @@ import os
 
 import pytest
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
+
+from mmvrwkv.apis import build_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 CONFIGS = sorted(
@@ -25,16 +26,6 @@ VRWKV6_CONFIGS = [f'{kind}_vrwkv6_{size}' for kind in ('mask_rcnn', 'upernet')
                   for size in 'tsb'] + [f'vrwkv6_{s}_in1k' for s in 'tsb']
 
 
-def build(cfg):
-    init_default_scope(cfg.get('default_scope', 'mmengine'))
-    from mmengine.registry import MODELS
-    scope = cfg.get('default_scope')
-    if scope:
-        import importlib
-        MODELS = importlib.import_module(f'{scope}.registry').MODELS
-    return MODELS.build(cfg.model)
-
-
 def test_configs_exist():
     names = {os.path.basename(c)[:-3] for c in CONFIGS}
     assert set(PUBLISHED_PARAMS) <= names
@@ -45,7 +36,7 @@ def test_configs_exist():
 @pytest.mark.parametrize('path', CONFIGS, ids=os.path.basename)
 def test_config_builds(path):
     cfg = Config.fromfile(path)
-    model = build(cfg)
+    model = build_model(cfg)
     name = os.path.basename(path)[:-3]
     if name in PUBLISHED_PARAMS:
         params = sum(p.numel() for p in model.parameters()) / 1e6
