@@ -2,9 +2,9 @@
 backward in training mode) and torch.export (any image size)."""
 import pytest
 import torch
-from mmengine.config import Config
 
-from mmvrwkv.models import VRWKV, VRWKVAdapter
+from mmvrwkv.apis import build_model
+from mmvrwkv.models import VRWKV, VRWKV6Adapter, VRWKVAdapter
 from mmvrwkv.ops import available_backends
 from tests.test_ops.helpers import assert_rel_close
 
@@ -61,16 +61,29 @@ def test_vrwkv_adapter_tiny_compiles_fullgraph():
                             'aot_eager', 1e-3)
 
 
-def _build(config, scope, **backbone):
-    from mmengine.registry import init_default_scope
-    cfg = Config.fromfile(config)
-    cfg.model.backbone.update(init_cfg=None, drop_path_rate=0., **backbone)
-    init_default_scope(scope)
-    if scope == 'mmdet':
-        from mmdet.registry import MODELS
-    else:
-        from mmseg.registry import MODELS
-    return MODELS.build(cfg.model)
+def test_vrwkv6_adapter_compiles_fullgraph():
+    # two layers of two 64-channel heads: Bi-WKV6, the data-dependent
+    # shift and decay, and the adapter's modules in one graph
+    model = VRWKV6Adapter(
+        arch=dict(embed_dims=128, num_layers=2), img_size=64,
+        conv_inplane=16, deform_num_heads=4, deform_ratio=1.0,
+        interaction_indexes=[[0, 0], [1, 1]])
+
+    def squared_weighted_sum(outs):
+        # The maps leave a train-mode BatchNorm, so weighted_sum cancels to
+        # ~1e-6 of its terms and measures only float32 summation noise; the
+        # squares do not cancel.
+        return sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).square()
+                   .mean() for o in outs)
+
+    check_compiled_training(model, torch.randn(1, 3, 64, 96),
+                            squared_weighted_sum, 'aot_eager', 1e-3)
+
+
+def _build(config, **backbone):
+    backbone = dict(init_cfg=None, drop_path_rate=0., **backbone)
+    return build_model(config, {f'model.backbone.{key}': value
+                                for key, value in backbone.items()})
 
 
 class BackboneNeck(torch.nn.Module):
@@ -88,7 +101,7 @@ class BackboneNeck(torch.nn.Module):
     ('configs/upernet_vrwkv_t.py', 'mmseg')], ids=['mask_rcnn', 'upernet'])
 def test_dense_backbone_neck_compiles_fullgraph(config, scope):
     # SyncBN (paper configs) is BN in one process; BN here for the CPU
-    model = _build(config, scope, norm_cfg=dict(type='BN'))
+    model = _build(config, norm_cfg=dict(type='BN'))
     module = BackboneNeck(model) if scope == 'mmdet' else model.backbone
     check_compiled_training(module, torch.randn(2, 3, 64, 96), weighted_sum,
                             'aot_eager', 1e-3)
