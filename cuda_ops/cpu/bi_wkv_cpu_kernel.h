@@ -23,6 +23,16 @@
 #define BIWKV_LANES
 #endif
 
+// On forward_chunks and the chunk functions passed to it. gcc leaves them
+// out of line; the per-token loops then reach every captured variable
+// through the closure and reload it after each store: the fast forward ran
+// 1.3-1.7x slower.
+#if defined(__GNUC__)
+#define BIWKV_INLINE __attribute__((always_inline))
+#else
+#define BIWKV_INLINE
+#endif
+
 namespace bi_wkv {
 inline namespace BIWKV_ISA {
 
@@ -63,6 +73,60 @@ struct MomentLanes {
   }
 };
 
+// The forward in two passes over chunks of kChunk tokens, written once for
+// both ways of computing a chunk (forward_block_fast, forward_block). Pass 1
+// walks right to left and keeps only the right sum at each chunk boundary.
+// Pass 2 walks the chunks left to right: it rebuilds the chunk's right sums
+// from its boundary (k and v of the chunk are then still in cache), and
+// combines them with the running left sum. Holding every right sum instead
+// would move 3 accumulators per token through memory, twice the traffic of
+// k, v and y together.
+//
+// The boundary sums (num, den, m, n: value (num, den) * e^{m - n w}) take the
+// first 4 * nchunks * kLanes accumulators of scratch; the chunk functions
+// use the rest. With Lanes = SumLanes<acc_t, kCompensated>:
+//   right(t0, t1, Lanes& r): r <- r decayed over the chunk's tokens t0 .. t1
+//     - 1 plus their terms. For the first chunk (t0 == 0) r is not needed
+//     again: only what pass 2 needs from pass 1 is done.
+//   left(t0, t1, const SumLanes<acc_t, false>& rb, Lanes& l): writes y over
+//     the chunk from rb, the right sum over i >= t1, and l, the left sum over
+//     i < t0; then adds the chunk to l as right() does to r.
+inline int64_t num_chunks(int64_t T) { return (T + kChunk - 1) / kChunk; }
+
+template <typename acc_t, bool kCompensated, typename Right, typename Left>
+BIWKV_INLINE inline void forward_chunks(int64_t T, acc_t* __restrict__ scratch,
+                                        Right&& right, Left&& left) {
+  const int64_t nchunks = num_chunks(T), NL = nchunks * kLanes;
+  acc_t* __restrict__ bnum = scratch;  // right sums at chunk ends
+  acc_t* __restrict__ bden = bnum + NL;
+  acc_t* __restrict__ bm = bden + NL;
+  acc_t* __restrict__ bn = bm + NL;
+  SumLanes<acc_t, kCompensated> s;  // the right sum, then the left sum
+  SumLanes<acc_t, false> rb;        // a chunk's boundary
+
+  // Pass 1: right sums over i >= (c + 1) * kChunk, for every chunk c.
+  s.reset();
+  for (int64_t c = nchunks - 1; c >= 0; --c) {
+    const int64_t t0 = c * kChunk, b = c * kLanes;
+    BIWKV_LANES
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const Sum<acc_t> st = s.get(l);
+      bnum[b + l] = st.total_num(), bden[b + l] = st.total_den();
+      bm[b + l] = st.m, bn[b + l] = st.n;
+    }
+    right(t0, std::min(T, t0 + kChunk), s);
+  }
+  // Pass 2, chunk by chunk, carrying the left sum.
+  s.reset();
+  for (int64_t c = 0; c < nchunks; ++c) {
+    const int64_t t0 = c * kChunk, b = c * kLanes;
+    BIWKV_LANES
+    for (int64_t l = 0; l < kLanes; ++l)
+      rb.set(l, {bnum[b + l], bden[b + l], bm[b + l], bn[b + l], 0, 0});
+    left(t0, std::min(T, t0 + kChunk), rb, s);
+  }
+}
+
 // Fast forward for the parameters real models have (every lane of the block
 // with |w| <= kFastMaxDecay and |u| <= kFastMaxBonus; float accumulators).
 // Inside a chunk, keys are scaled by the chunk's largest key K, so a token
@@ -89,18 +153,17 @@ inline bool fast_forward_ok(const float* w, const float* u) {
   return ok;
 }
 
-// Carried sum (num, den) * e^{m - n w} <- itself decayed over steps tokens
-// plus the chunk's own sum (inum, iden) * e^{im}.
-inline void carry(float* __restrict__ num, float* __restrict__ den,
-                  float* __restrict__ m, float* __restrict__ n,
-                  const float* __restrict__ inum,
+// Carried sum s <- itself decayed over steps tokens plus the chunk's own sum
+// (inum, iden) * e^{im}, kept uncompensated (the compensation folded in).
+inline void carry(SumLanes<float, false>& s, const float* __restrict__ inum,
                   const float* __restrict__ iden, const float* __restrict__ im,
                   const float* __restrict__ w, float steps) {
+  BIWKV_LANES
   for (int64_t l = 0; l < kLanes; ++l) {
-    Sum<float> s{num[l], den[l], m[l], n[l], 0.0f, 0.0f};
-    decay(s, steps);
-    merge(s, Sum<float>{inum[l], iden[l], im[l], 0.0f, 0.0f, 0.0f}, w[l]);
-    num[l] = s.total_num(), den[l] = s.total_den(), m[l] = s.m, n[l] = s.n;
+    Sum<float> x = s.get(l);
+    decay(x, steps);
+    merge(x, Sum<float>{inum[l], iden[l], im[l], 0.0f, 0.0f, 0.0f}, w[l]);
+    s.set(l, {x.total_num(), x.total_den(), x.m, x.n, 0.0f, 0.0f});
   }
 }
 
@@ -110,21 +173,16 @@ void forward_block_fast(const Block& blk, const float* __restrict__ w,
                         const scalar_t* __restrict__ k,
                         const scalar_t* __restrict__ v,
                         scalar_t* __restrict__ y, float* __restrict__ scratch) {
-  const int64_t T = blk.T, nchunks = (T + kChunk - 1) / kChunk;
+  const int64_t T = blk.T, NL = num_chunks(T) * kLanes;
   constexpr int64_t CL = kChunk * kLanes;
-  float* __restrict__ bnum = scratch;  // carried right sums at chunk ends
-  float* __restrict__ bden = bnum + nchunks * kLanes;
-  float* __restrict__ bm = bden + nchunks * kLanes;
-  float* __restrict__ bn = bm + nchunks * kLanes;
-  float* __restrict__ rnum = bn + nchunks * kLanes;  // a chunk's right sums
+  float* __restrict__ rnum = scratch + 4 * NL;  // a chunk's right sums
   float* __restrict__ rden = rnum + CL;
   float* __restrict__ pw = rden + CL;  // e^{-j w}, j = 0 .. kChunk - 1
   float* __restrict__ bK = pw + CL;    // each chunk's largest key
-  float* __restrict__ ek = bK + nchunks * kLanes;  // every token's e^{k - K}
+  float* __restrict__ ek = bK + NL;    // every token's e^{k - K}
   // Per-lane values used once per chunk stay arrays; the per-token loops
   // work on kVecs vectors of them (register-resident across tokens).
   float K[kLanes], kf[kLanes], cl[kLanes], rn[kLanes], rd[kLanes];
-  float num[kLanes], den[kLanes], m[kLanes], n[kLanes];  // carried sum
   float inum[kLanes], iden[kLanes];  // the chunk's own sum
   // e^{-w} in double (|w| <= 1/4: 13 Taylor terms, 1e-17; vectorises where
   // std::exp would be 16 calls), for ew and the table below.
@@ -217,46 +275,40 @@ void forward_block_fast(const Block& blk, const float* __restrict__ w,
       vstore(sn_ + j * kVecWidth, sn[j]), vstore(sd_ + j * kVecWidth, sd[j]);
   };
 
-  // Pass 1: right sums over i >= (c + 1) * kChunk, for every chunk c.
-  for (int64_t l = 0; l < kLanes; ++l)
-    num[l] = 0, den[l] = 0, m[l] = kEmpty, n[l] = 0;
-  for (int64_t c = nchunks - 1; c >= 0; --c) {
-    const int64_t b = c * kLanes;
-    for (int64_t l = 0; l < kLanes; ++l) {
-      bnum[b + l] = num[l], bden[b + l] = den[l];
-      bm[b + l] = m[l], bn[b + l] = n[l];
-    }
-    const int64_t t0 = c * kChunk, t1 = std::min(T, t0 + kChunk);
+  // Pass 1: the chunk's largest key and e^{k - K}, and (but for the first
+  // chunk) the chunk's sum in the scale K, carried into r.
+  auto right = [&](int64_t t0, int64_t t1,
+                   SumLanes<float, false>& r) BIWKV_INLINE {
+    const int64_t b = t0 / kChunk * kLanes;
     max_key(t0, t1);
-    if (c == 0) {  // only e^{k - K}
-      for (int64_t l = 0; l < kLanes; ++l) bK[b + l] = K[l];
+    for (int64_t l = 0; l < kLanes; ++l) bK[b + l] = K[l];
+    if (t0 == 0) {  // only e^{k - K}
       for (int64_t t = t0; t < t1; ++t)
         for (int64_t j = 0; j < kVecs; ++j)
           vstore(ek + t * kLanes + j * kVecWidth,
                  vexp_nonpos(vload(k + blk.at(t) + j * kVecWidth) -
                              vload(K + j * kVecWidth)));
-      break;
+      return;
     }
-    for (int64_t l = 0; l < kLanes; ++l) bK[b + l] = K[l];
     right_scan(t0, t1, inum, iden, std::false_type{});
-    carry(num, den, m, n, inum, iden, K, w, float(t1 - t0));
-  }
-  // Pass 2, chunk by chunk, carrying the left sum.
-  for (int64_t l = 0; l < kLanes; ++l)
-    num[l] = 0, den[l] = 0, m[l] = kEmpty, n[l] = 0;
-  for (int64_t c = 0; c < nchunks; ++c) {
-    const int64_t t0 = c * kChunk, t1 = std::min(T, t0 + kChunk), b = c * kLanes;
+    carry(r, inum, iden, K, w, float(t1 - t0));
+  };
+  // Pass 2.
+  auto left = [&](int64_t t0, int64_t t1, const SumLanes<float, false>& rb,
+                  SumLanes<float, false>& lt) BIWKV_INLINE {
+    const int64_t b = t0 / kChunk * kLanes;
     for (int64_t l = 0; l < kLanes; ++l) K[l] = bK[b + l];
     for (int64_t l = 0; l < kLanes; ++l) {
       // S: any float near the largest exponent; the factors are taken from
       // the exact differences (gap), so S's rounding cancels out.
-      const float xl = m[l] - n[l] * w[l], xr = bm[b + l] - bn[b + l] * w[l];
+      const float xl = lt.m[l] - lt.n[l] * w[l];
+      const float xr = rb.m[l] - rb.n[l] * w[l];
       float S = K[l] > xl ? K[l] : xl;
       S = xr > S ? xr : S;
       kf[l] = exp_nonpos(K[l] - S);
-      cl[l] = exp_nonpos(gap(m[l], n[l], S, 0.0f, w[l]));
-      const float cr = exp_nonpos(gap(bm[b + l], bn[b + l], S, 0.0f, w[l]));
-      rn[l] = bnum[b + l] * cr, rd[l] = bden[b + l] * cr;
+      cl[l] = exp_nonpos(gap(lt.m[l], lt.n[l], S, 0.0f, w[l]));
+      const float cr = exp_nonpos(gap(rb.m[l], rb.n[l], S, 0.0f, w[l]));
+      rn[l] = rb.num[l] * cr, rd[l] = rb.den[l] * cr;
     }
     // Right sums in the scale S, and e^{k - K}.
     right_scan(t0, t1, inum, iden, std::true_type{}, kf, rn, rd);
@@ -267,7 +319,7 @@ void forward_block_fast(const Block& blk, const float* __restrict__ w,
       const int64_t q = j * kVecWidth;
       const vfloat c0 = vload(cl + q);
       ln[j] = splat(0.0f), ld[j] = splat(0.0f), kfv[j] = vload(kf + q);
-      cn[j] = vload(num + q) * c0, cd[j] = vload(den + q) * c0;
+      cn[j] = vload(lt.num + q) * c0, cd[j] = vload(lt.den + q) * c0;
     }
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t o = blk.at(t), s = (t - t0) * kLanes;
@@ -284,17 +336,13 @@ void forward_block_fast(const Block& blk, const float* __restrict__ w,
     }
     for (int64_t j = 0; j < kVecs; ++j)
       vstore(inum + j * kVecWidth, ln[j]), vstore(iden + j * kVecWidth, ld[j]);
-    carry(num, den, m, n, inum, iden, K, w, float(t1 - t0));
-  }
+    carry(lt, inum, iden, K, w, float(t1 - t0));
+  };
+  forward_chunks<float, false>(T, scratch, right, left);
 }
 
-// Forward in two passes, in log-sum-exp form (any w, u, k; also the double
-// build). Pass 1 walks right to left and keeps only the right
-// sum at each chunk boundary. Pass 2 walks the chunks left to right: it
-// rebuilds the chunk's right sums from its boundary (k and v of the chunk are
-// then still in cache), and combines them with the running left sum. Holding
-// every right sum instead would move 3 accumulators per token through memory,
-// twice the traffic of k, v and y together.
+// The forward in log-sum-exp form, token by token (any w, u, k; also the
+// double build), on forward_chunks' skeleton.
 template <typename scalar_t, typename acc_t>
 void forward_block(const Block& blk, const acc_t* __restrict__ w,
                    const acc_t* __restrict__ u, const scalar_t* __restrict__ k,
@@ -303,57 +351,45 @@ void forward_block(const Block& blk, const acc_t* __restrict__ w,
   if constexpr (std::is_same_v<acc_t, float>) {
     if (fast_forward_ok(w, u)) return forward_block_fast(blk, w, u, k, v, y, scratch);
   }
-  const int64_t T = blk.T, nchunks = (T + kChunk - 1) / kChunk;
+  const int64_t T = blk.T;
   constexpr int64_t CL = kChunk * kLanes;
-  acc_t* __restrict__ bnum = scratch;  // right sums at chunk ends
-  acc_t* __restrict__ bden = bnum + nchunks * kLanes;
-  acc_t* __restrict__ bm = bden + nchunks * kLanes;
-  acc_t* __restrict__ bn = bm + nchunks * kLanes;
-  acc_t* __restrict__ rnum = bn + nchunks * kLanes;  // one chunk's right sums
+  // One chunk's right sums.
+  acc_t* __restrict__ rnum = scratch + 4 * num_chunks(T) * kLanes;
   acc_t* __restrict__ rden = rnum + CL;
   acc_t* __restrict__ rm = rden + CL;
   acc_t* __restrict__ rn = rm + CL;
-  SumLanes<acc_t> r, lt;  // a right sum, the left sum
+  SumLanes<acc_t> r;  // the right sum inside a chunk (pass 2)
 
-  // Pass 1: right sums over i >= (c + 1) * kChunk, for every chunk c.
-  r.reset();
-  for (int64_t c = nchunks - 1; c >= 0; --c) {
-    const int64_t b = c * kLanes;
-    BIWKV_LANES
-    for (int64_t l = 0; l < kLanes; ++l) {
-      const Sum<acc_t> st = r.get(l);
-      bnum[b + l] = st.total_num(), bden[b + l] = st.total_den();
-      bm[b + l] = st.m, bn[b + l] = st.n;
-    }
-    const int64_t t0 = c > 0 ? c * kChunk : T;  // chunk 0 needs no scan
-    for (int64_t t = std::min(T, t0 + kChunk) - 1; t >= t0; --t) {
-      const int64_t o = blk.at(t);
-      BIWKV_LANES
-      for (int64_t l = 0; l < kLanes; ++l) {
-        Sum<acc_t> st = r.get(l);
-        step(st, w[l], acc_t(k[o + l]), acc_t(v[o + l]));
-        r.set(l, st);
-      }
-    }
-  }
-  // Pass 2, chunk by chunk.
-  lt.reset();
-  for (int64_t c = 0; c < nchunks; ++c) {
-    const int64_t t0 = c * kChunk, t1 = std::min(T, t0 + kChunk), b = c * kLanes;
-    BIWKV_LANES
-    for (int64_t l = 0; l < kLanes; ++l)
-      r.set(l, {bnum[b + l], bden[b + l], bm[b + l], bn[b + l], 0, 0});
+  // s <- e^{-w} s + e^{k} (v, 1) over tokens t1 - 1 down to t0; with keep,
+  // each token's s before the step into (rnum, rden, rm, rn).
+  auto right_scan = [&](int64_t t0, int64_t t1, SumLanes<acc_t>& s,
+                        auto keep) BIWKV_INLINE {
+    constexpr bool kKeep = decltype(keep)::value;
     for (int64_t t = t1 - 1; t >= t0; --t) {
-      const int64_t o = blk.at(t), s = (t - t0) * kLanes;
+      const int64_t o = blk.at(t), q = (t - t0) * kLanes;
       BIWKV_LANES
       for (int64_t l = 0; l < kLanes; ++l) {
-        Sum<acc_t> st = r.get(l);
-        rnum[s + l] = st.total_num(), rden[s + l] = st.total_den();
-        rm[s + l] = st.m, rn[s + l] = st.n;
+        Sum<acc_t> st = s.get(l);
+        if constexpr (kKeep) {
+          rnum[q + l] = st.total_num(), rden[q + l] = st.total_den();
+          rm[q + l] = st.m, rn[q + l] = st.n;
+        }
         step(st, w[l], acc_t(k[o + l]), acc_t(v[o + l]));
-        r.set(l, st);
+        s.set(l, st);
       }
     }
+  };
+  // Pass 1; the first chunk needs no scan.
+  auto right = [&](int64_t t0, int64_t t1,
+                   SumLanes<acc_t>& s) BIWKV_INLINE {
+    if (t0 > 0) right_scan(t0, t1, s, std::false_type{});
+  };
+  // Pass 2.
+  auto left = [&](int64_t t0, int64_t t1, const SumLanes<acc_t, false>& rb,
+                  SumLanes<acc_t>& lt) BIWKV_INLINE {
+    BIWKV_LANES
+    for (int64_t l = 0; l < kLanes; ++l) r.set(l, rb.get(l));
+    right_scan(t0, t1, r, std::true_type{});
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t o = blk.at(t), s = (t - t0) * kLanes;
       BIWKV_LANES
@@ -368,7 +404,8 @@ void forward_block(const Block& blk, const acc_t* __restrict__ w,
         lt.set(l, st);
       }
     }
-  }
+  };
+  forward_chunks<acc_t, true>(T, scratch, right, left);
 }
 
 // Gradients. With D_t the (true) denominator and a_t = g_t / D_t:
