@@ -20,9 +20,14 @@ presets: setup
 test: setup
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
-# flake8 and isort, configured in setup.cfg (79 columns, OpenMMLab import
-# order); both always run, so one call lists every problem. `isort .`
-# rewrites the imports it reports.
+# flake8 and isort (settings in setup.cfg: 79 columns, OpenMMLab import
+# order) and clang-format (.clang-format) on the C++/CUDA sources; all three
+# always run, so one call lists every problem. `isort .` and
+# `clang-format -i FILE` rewrite what they report.
+CXX_SOURCES = $(shell git ls-files '*.cpp' '*.h' '*.cu')
+
 lint:
 	status=0; $(PY) -m flake8 . || status=1; \
-	$(PY) -m isort --check-only --diff . || status=1; exit $$status
+	$(PY) -m isort --check-only --diff . || status=1; \
+	$(VENV)/bin/clang-format --dry-run --Werror $(CXX_SOURCES) || status=1; \
+	exit $$status

@@ -80,8 +80,8 @@ def build_config():
 setup(
     name='mmvrwkv',
     version=read_version(),
-    description='Vision-RWKV for OpenMMLab 2.0 (mmengine, mmcv 2.x, mmdet 3.x, '
-    'mmsegmentation 1.x, mmpretrain 1.x)',
+    description='Vision-RWKV for OpenMMLab 2.0 (mmengine, mmcv 2.x, '
+    'mmdet 3.x, mmsegmentation 1.x, mmpretrain 1.x)',
     long_description=open(os.path.join(ROOT, 'README.md')).read()
     if os.path.exists(os.path.join(ROOT, 'README.md')) else '',
     long_description_content_type='text/markdown',

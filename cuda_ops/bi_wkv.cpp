@@ -8,8 +8,8 @@
 namespace bi_wkv {
 namespace {
 
-void check_inputs(const at::Tensor& w, const at::Tensor& u,
-                  const at::Tensor& k, const at::Tensor& v) {
+void check_inputs(const at::Tensor& w, const at::Tensor& u, const at::Tensor& k,
+                  const at::Tensor& v) {
   TORCH_CHECK(k.dim() == 3, "bi_wkv: k must be (B, T, C), got ", k.sizes());
   TORCH_CHECK(v.sizes() == k.sizes(), "bi_wkv: v ", v.sizes(),
               " must have the shape of k ", k.sizes());

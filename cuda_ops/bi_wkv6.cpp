@@ -12,9 +12,8 @@ at::ScalarType acc_type(const at::Tensor& r) {
   return r.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
 }
 
-void check_inputs(const at::Tensor& r, const at::Tensor& k,
-                  const at::Tensor& v, const at::Tensor& w,
-                  const at::Tensor& u) {
+void check_inputs(const at::Tensor& r, const at::Tensor& k, const at::Tensor& v,
+                  const at::Tensor& w, const at::Tensor& u) {
   TORCH_CHECK(r.dim() == 3, "bi_wkv6: r must be (B, T, C), got ", r.sizes());
   TORCH_CHECK(k.sizes() == r.sizes() && v.sizes() == r.sizes() &&
                   w.sizes() == r.sizes(),
@@ -65,12 +64,11 @@ std::vector<at::Tensor> backward(const at::Tensor& r_in, const at::Tensor& k_in,
                                  const at::Tensor& u_in,
                                  const at::Tensor& gy_in) {
   check_inputs(r_in, k_in, v_in, w_in, u_in);
-  TORCH_CHECK(gy_in.sizes() == r_in.sizes() &&
-                  gy_in.scalar_type() == acc_type(r_in) &&
-                  gy_in.device() == r_in.device(),
-              "bi_wkv6: grad_output must be a tensor like y (", r_in.sizes(),
-              ", ", acc_type(r_in), "), got ", gy_in.sizes(), ", ",
-              gy_in.scalar_type());
+  TORCH_CHECK(
+      gy_in.sizes() == r_in.sizes() && gy_in.scalar_type() == acc_type(r_in) &&
+          gy_in.device() == r_in.device(),
+      "bi_wkv6: grad_output must be a tensor like y (", r_in.sizes(), ", ",
+      acc_type(r_in), "), got ", gy_in.sizes(), ", ", gy_in.scalar_type());
   const auto r = r_in.contiguous(), k = k_in.contiguous();
   const auto v = v_in.contiguous(), w = w_in.contiguous();
   const auto u = u_in.contiguous(), gy = gy_in.contiguous();

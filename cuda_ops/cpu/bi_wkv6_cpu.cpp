@@ -25,13 +25,13 @@ namespace bi_wkv6 {
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define BIWKV6_HAVE_X86_BUILDS 1
-#define BIWKV6_DECLARE_CPU_KERNELS(isa)                                    \
-  namespace isa {                                                          \
-  template <typename scalar_t, typename acc_t, int64_t kN>                 \
-  void forward_head(const HeadArgs<scalar_t, acc_t>&, acc_t*, acc_t*);     \
-  template <typename scalar_t, typename acc_t, int64_t kN>                 \
-  void backward_head(const HeadArgs<scalar_t, acc_t>&,                     \
-                     const HeadGrads<scalar_t, acc_t>&, acc_t*);           \
+#define BIWKV6_DECLARE_CPU_KERNELS(isa)                                \
+  namespace isa {                                                      \
+  template <typename scalar_t, typename acc_t, int64_t kN>             \
+  void forward_head(const HeadArgs<scalar_t, acc_t>&, acc_t*, acc_t*); \
+  template <typename scalar_t, typename acc_t, int64_t kN>             \
+  void backward_head(const HeadArgs<scalar_t, acc_t>&,                 \
+                     const HeadGrads<scalar_t, acc_t>&, acc_t*);       \
   }
 BIWKV6_DECLARE_CPU_KERNELS(avx2)
 BIWKV6_DECLARE_CPU_KERNELS(avx512)
@@ -102,8 +102,8 @@ at::Tensor forward_cpu(const at::Tensor& r, const at::Tensor& k,
   auto y = at::empty({B, T, C}, r.options().dtype(acc));
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, r.scalar_type(), "bi_wkv6_forward_cpu", [&] {
-        using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>,
-                                         double, float>;
+        using acc_t =
+            std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
         const auto kern = kernels<scalar_t, acc_t>(N);
         const scalar_t *pr = r.data_ptr<scalar_t>(),
                        *pk = k.data_ptr<scalar_t>(),
@@ -111,14 +111,14 @@ at::Tensor forward_cpu(const at::Tensor& r, const at::Tensor& k,
         const acc_t* pd = decay.data_ptr<acc_t>();
         const acc_t* pu = u.data_ptr<acc_t>();
         acc_t* py = y.data_ptr<acc_t>();
-        for_each_head<acc_t>(
-            B, H, forward_scratch_size(N),
-            [&](int64_t b, int64_t h, acc_t* scratch) {
-              const int64_t o = b * T * C + h * N;
-              const HeadArgs<scalar_t, acc_t> a{
-                  T, C, N, pr + o, pk + o, pv + o, pd + o, pu + h * N};
-              kern.forward(a, py + o, scratch);
-            });
+        for_each_head<acc_t>(B, H, forward_scratch_size(N),
+                             [&](int64_t b, int64_t h, acc_t* scratch) {
+                               const int64_t o = b * T * C + h * N;
+                               const HeadArgs<scalar_t, acc_t> a{
+                                   T,      C,      N,      pr + o,
+                                   pk + o, pv + o, pd + o, pu + h * N};
+                               kern.forward(a, py + o, scratch);
+                             });
       });
   return y;
 }
@@ -143,8 +143,8 @@ std::vector<at::Tensor> backward_cpu(const at::Tensor& r, const at::Tensor& k,
   auto gu = at::empty_like(u);
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, r.scalar_type(), "bi_wkv6_backward_cpu", [&] {
-        using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>,
-                                         double, float>;
+        using acc_t =
+            std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
         const auto kern = kernels<scalar_t, acc_t>(N);
         const scalar_t *pr = r.data_ptr<scalar_t>(),
                        *pk = k.data_ptr<scalar_t>(),
@@ -162,9 +162,13 @@ std::vector<at::Tensor> backward_cpu(const at::Tensor& r, const at::Tensor& k,
               const int64_t o = b * T * C + h * N;
               const HeadArgs<scalar_t, acc_t> a{
                   T, C, N, pr + o, pk + o, pv + o, pd + o, pu + h * N};
-              const HeadGrads<scalar_t, acc_t> g{
-                  pg + o,  pc + o,  pgr + o, pgk + o,
-                  pgv + o, pgw + o, pgu + (b * H + h) * N};
+              const HeadGrads<scalar_t, acc_t> g{pg + o,
+                                                 pc + o,
+                                                 pgr + o,
+                                                 pgk + o,
+                                                 pgv + o,
+                                                 pgw + o,
+                                                 pgu + (b * H + h) * N};
               kern.backward(a, g, scratch);
             });
         acc_t* out = gu.data_ptr<acc_t>();

@@ -173,9 +173,9 @@ void backward_head(const HeadArgs<scalar_t, acc_t>& a,
                    acc_t* __restrict scratch) {
   const int64_t N = kN ? kN : a.N, T = a.T, C = a.stride, NN = N * N;
   const int64_t L = chunk_len(T), chunks = (T + L - 1) / L;
-  acc_t* __restrict X = scratch;           // F (pass 1), G (pass 2)
-  acc_t* __restrict Y = X + NN;            // B (pass 1), A (pass 2)
-  acc_t* __restrict ck = Y + NN;           // chunks x (F, B)
+  acc_t* __restrict X = scratch;                 // F (pass 1), G (pass 2)
+  acc_t* __restrict Y = X + NN;                  // B (pass 1), A (pass 2)
+  acc_t* __restrict ck = Y + NN;                 // chunks x (F, B)
   acc_t* __restrict buf = ck + chunks * 2 * NN;  // L x (F, B)
   acc_t* __restrict gr = buf + L * 2 * NN;       // T x N accumulators
   acc_t* __restrict gk = gr + T * N;
@@ -297,5 +297,5 @@ void backward_head(const HeadArgs<scalar_t, acc_t>& a,
       const HeadArgs<scalar_t, acc_t>&, const HeadGrads<scalar_t, acc_t>&, \
       acc_t*);
 
-}  // inline namespace BIWKV6_ISA
+}  // namespace BIWKV6_ISA
 }  // namespace bi_wkv6

@@ -24,15 +24,15 @@ namespace bi_wkv {
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define BIWKV_HAVE_X86_BUILDS 1
-#define BIWKV_DECLARE_CPU_KERNELS(isa)                                        \
-  namespace isa {                                                             \
-  template <typename scalar_t, typename acc_t>                                \
-  void forward_block(const Block&, const acc_t*, const acc_t*,                \
-                     const scalar_t*, const scalar_t*, scalar_t*, acc_t*);    \
-  template <typename scalar_t, typename acc_t>                                \
-  void backward_block(const Block&, const acc_t*, const acc_t*,               \
-                      const scalar_t*, const scalar_t*, const scalar_t*,      \
-                      scalar_t*, scalar_t*, acc_t*, acc_t*, acc_t*);          \
+#define BIWKV_DECLARE_CPU_KERNELS(isa)                                     \
+  namespace isa {                                                          \
+  template <typename scalar_t, typename acc_t>                             \
+  void forward_block(const Block&, const acc_t*, const acc_t*,             \
+                     const scalar_t*, const scalar_t*, scalar_t*, acc_t*); \
+  template <typename scalar_t, typename acc_t>                             \
+  void backward_block(const Block&, const acc_t*, const acc_t*,            \
+                      const scalar_t*, const scalar_t*, const scalar_t*,   \
+                      scalar_t*, scalar_t*, acc_t*, acc_t*, acc_t*);       \
   }
 BIWKV_DECLARE_CPU_KERNELS(avx2)
 BIWKV_DECLARE_CPU_KERNELS(avx512)
@@ -50,8 +50,8 @@ Isa cpu_isa_used() {
     const char* cap = std::getenv("MMVRWKV_CPU_ISA");
     const std::string limit = cap ? cap : "";
     if (limit == "generic") return Isa::generic;
-    const bool avx2 = __builtin_cpu_supports("avx2") &&
-                      __builtin_cpu_supports("fma");
+    const bool avx2 =
+        __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
                         __builtin_cpu_supports("avx512vl") &&
                         __builtin_cpu_supports("avx512dq") &&
@@ -130,8 +130,14 @@ struct Padded {
   std::vector<scalar_t> k, v, y, gy, gk, gv;
   std::vector<acc_t> w, u, gw, gu;
   explicit Padded(int64_t T_)
-      : T(T_), k(T_ * kLanes), v(T_ * kLanes), y(T_ * kLanes),
-        w(kLanes, acc_t(0)), u(kLanes, acc_t(0)), gw(kLanes), gu(kLanes) {}
+      : T(T_),
+        k(T_ * kLanes),
+        v(T_ * kLanes),
+        y(T_ * kLanes),
+        w(kLanes, acc_t(0)),
+        u(kLanes, acc_t(0)),
+        gw(kLanes),
+        gu(kLanes) {}
   Block block() const { return Block{0, 0, T, kLanes}; }
 };
 
@@ -139,9 +145,12 @@ struct Padded {
 
 std::string cpu_isa() {
   switch (cpu_isa_used()) {
-    case Isa::avx512: return "avx512";
-    case Isa::avx2: return "avx2";
-    case Isa::generic: break;
+    case Isa::avx512:
+      return "avx512";
+    case Isa::avx2:
+      return "avx2";
+    case Isa::generic:
+      break;
   }
   return "generic";
 }
@@ -157,7 +166,6 @@ int64_t cpu_threads() {
   return std::count(seen.begin(), seen.end(), 1);
 }
 
-
 at::Tensor forward_cpu(const at::Tensor& w, const at::Tensor& u,
                        const at::Tensor& k, const at::Tensor& v) {
   const int64_t B = k.size(0), T = k.size(1), C = k.size(2);
@@ -172,7 +180,8 @@ at::Tensor forward_cpu(const at::Tensor& w, const at::Tensor& u,
         scalar_t* py = y.data_ptr<scalar_t>();
         const auto kern = kernels<scalar_t, acc_t>();
         for_each_block<acc_t>(
-            B, T, C, forward_scratch_size(T), [&](const Block& blk, int64_t narrow, acc_t* scratch) {
+            B, T, C, forward_scratch_size(T),
+            [&](const Block& blk, int64_t narrow, acc_t* scratch) {
               if (!narrow) {
                 kern.forward(blk, pw + blk.c0, pu + blk.c0, pk, pv, py,
                              scratch);
@@ -214,7 +223,8 @@ std::vector<at::Tensor> backward_cpu(const at::Tensor& w, const at::Tensor& u,
         acc_t* pgu = gu_part.data_ptr<acc_t>();
         const auto kern = kernels<scalar_t, acc_t>();
         for_each_block<acc_t>(
-            B, T, C, backward_scratch_size(T), [&](const Block& blk, int64_t narrow, acc_t* scratch) {
+            B, T, C, backward_scratch_size(T),
+            [&](const Block& blk, int64_t narrow, acc_t* scratch) {
               const int64_t o = blk.b * C + blk.c0;
               if (!narrow) {
                 kern.backward(blk, pw + blk.c0, pu + blk.c0, pk, pv, pg, pgk,

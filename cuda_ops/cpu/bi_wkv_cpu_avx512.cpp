@@ -1,6 +1,7 @@
 // The CPU kernels compiled for AVX-512 (F, VL, DQ, BW) + FMA, chosen at run
-// time when the CPU has them (bi_wkv_cpu.cpp). Everything this file includes before the target
-// pragma keeps the default target; the kernels get their own namespace.
+// time when the CPU has them (bi_wkv_cpu.cpp). Everything this file includes
+// before the target pragma keeps the default target; the kernels get their own
+// namespace.
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>

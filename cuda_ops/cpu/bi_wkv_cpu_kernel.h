@@ -187,11 +187,20 @@ void forward_block_fast(const Block& blk, const float* __restrict__ w,
   // e^{-w} in double (|w| <= 1/4: 13 Taylor terms, 1e-17; vectorises where
   // std::exp would be 16 calls), for ew and the table below.
   double ewd[kLanes], p[kLanes];
-  constexpr double kInvFact[14] = {
-      1.0,           1.0,           1.0 / 2,          1.0 / 6,
-      1.0 / 24,      1.0 / 120,     1.0 / 720,        1.0 / 5040,
-      1.0 / 40320,   1.0 / 362880,  1.0 / 3628800,    1.0 / 39916800,
-      1.0 / 479001600, 1.0 / 6227020800.0};
+  constexpr double kInvFact[14] = {1.0,
+                                   1.0,
+                                   1.0 / 2,
+                                   1.0 / 6,
+                                   1.0 / 24,
+                                   1.0 / 120,
+                                   1.0 / 720,
+                                   1.0 / 5040,
+                                   1.0 / 40320,
+                                   1.0 / 362880,
+                                   1.0 / 3628800,
+                                   1.0 / 39916800,
+                                   1.0 / 479001600,
+                                   1.0 / 6227020800.0};
   for (int64_t l = 0; l < kLanes; ++l) {
     const double x = -double(w[l]);
     double e = kInvFact[13];
@@ -327,8 +336,10 @@ void forward_block_fast(const Block& blk, const float* __restrict__ w,
         const int64_t q = j * kVecWidth;
         const vfloat e = vload(ek + t * kLanes + q), vv = vload(v + o + q);
         const vfloat self = eu[j] * e, p = vload(pw + s + q);
-        const vfloat yn = (ln[j] + self * vv) * kfv[j] + cn[j] * p + vload(rnum + s + q);
-        const vfloat yd = (ld[j] + self) * kfv[j] + cd[j] * p + vload(rden + s + q);
+        const vfloat yn =
+            (ln[j] + self * vv) * kfv[j] + cn[j] * p + vload(rnum + s + q);
+        const vfloat yd =
+            (ld[j] + self) * kfv[j] + cd[j] * p + vload(rden + s + q);
         vstore(y + o + q, yn / yd);
         ln[j] = ln[j] * ew[j] + e * vv;
         ld[j] = ld[j] * ew[j] + e;
@@ -349,7 +360,8 @@ void forward_block(const Block& blk, const acc_t* __restrict__ w,
                    const scalar_t* __restrict__ v, scalar_t* __restrict__ y,
                    acc_t* __restrict__ scratch) {
   if constexpr (std::is_same_v<acc_t, float>) {
-    if (fast_forward_ok(w, u)) return forward_block_fast(blk, w, u, k, v, y, scratch);
+    if (fast_forward_ok(w, u))
+      return forward_block_fast(blk, w, u, k, v, y, scratch);
   }
   const int64_t T = blk.T;
   constexpr int64_t CL = kChunk * kLanes;
@@ -380,8 +392,7 @@ void forward_block(const Block& blk, const acc_t* __restrict__ w,
     }
   };
   // Pass 1; the first chunk needs no scan.
-  auto right = [&](int64_t t0, int64_t t1,
-                   SumLanes<acc_t>& s) BIWKV_INLINE {
+  auto right = [&](int64_t t0, int64_t t1, SumLanes<acc_t>& s) BIWKV_INLINE {
     if (t0 > 0) right_scan(t0, t1, s, std::false_type{});
   };
   // Pass 2.
@@ -410,22 +421,21 @@ void forward_block(const Block& blk, const acc_t* __restrict__ w,
 
 // Gradients. With D_t the (true) denominator and a_t = g_t / D_t:
 //   gv_j = e^{k_j} (e^u a_j + sum_{t != j} e^{-(|t-j|-1) w} a_t)
-//   gk_j = e^{k_j} (e^u a_j (v_j - y_j) + sum_{t != j} e^{-(|t-j|-1) w} a_t (v_j - y_t))
-//   gu   = sum_t a_t e^{u + k_t} (v_t - y_t)
-//   gw   = -sum_t a_t sum_{i != t} (|t-i|-1) e^{-(|t-i|-1) w + k_i} (v_i - y_t)
+//   gk_j = e^{k_j} (e^u a_j (v_j - y_j) + sum_{t != j} e^{-(|t-j|-1) w} a_t
+//   (v_j - y_t)) gu   = sum_t a_t e^{u + k_t} (v_t - y_t) gw   = -sum_t a_t
+//   sum_{i != t} (|t-i|-1) e^{-(|t-i|-1) w + k_i} (v_i - y_t)
 // a_t is kept as mantissa * e^{-m_t}, so the two sums over t are again
 // one-sided scans in log-sum-exp form, whose exponents never exceed -k_j.
 template <typename scalar_t, typename acc_t>
 void backward_block(const Block& blk, const acc_t* __restrict__ w,
-                    const acc_t* __restrict__ u,
-                    const scalar_t* __restrict__ k,
+                    const acc_t* __restrict__ u, const scalar_t* __restrict__ k,
                     const scalar_t* __restrict__ v,
-                    const scalar_t* __restrict__ gy,
-                    scalar_t* __restrict__ gk, scalar_t* __restrict__ gv,
-                    acc_t* __restrict__ gw, acc_t* __restrict__ gu,
-                    acc_t* __restrict__ scratch) {
+                    const scalar_t* __restrict__ gy, scalar_t* __restrict__ gk,
+                    scalar_t* __restrict__ gv, acc_t* __restrict__ gw,
+                    acc_t* __restrict__ gu, acc_t* __restrict__ scratch) {
   const int64_t T = blk.T, TL = T * kLanes;
-  acc_t* __restrict__ s0 = scratch;  // right sums, then a_t, then gv accumulator
+  acc_t* __restrict__ s0 =
+      scratch;  // right sums, then a_t, then gv accumulator
   acc_t* __restrict__ s1 = scratch + TL;
   acc_t* __restrict__ s2 = scratch + 2 * TL;
   acc_t* __restrict__ s3 = scratch + 3 * TL;
@@ -453,7 +463,8 @@ void backward_block(const Block& blk, const acc_t* __restrict__ w,
   // gk/gv. Leaves s0 = a mantissa, s1 = -m_t (its float exponent), s2 = y_t,
   // s3 = gv, s4 = gk (accumulators, linear scale).
   st.reset();
-  for (int64_t l = 0; l < kLanes; ++l) gw_acc[l] = gu_acc[l] = cgw[l] = cgu[l] = 0;
+  for (int64_t l = 0; l < kLanes; ++l)
+    gw_acc[l] = gu_acc[l] = cgw[l] = cgu[l] = 0;
   for (int64_t t = 0; t < T; ++t) {
     const int64_t o = blk.at(t), s = t * kLanes;
     BIWKV_LANES
@@ -467,8 +478,9 @@ void backward_block(const Block& blk, const acc_t* __restrict__ w,
       const acc_t a = g * c.inv;
       const acc_t lq_num = lt.total_qnum(), lq_den = lt.total_qden();
       kahan_add(gu_acc[l], cgu[l], a * c.es * (vv - c.y));
-      kahan_add(gw_acc[l], cgw[l], -a * (c.el * (lq_num - c.y * lq_den) +
-                                         c.er * (rq_num - c.y * rq_den)));
+      kahan_add(gw_acc[l], cgw[l],
+                -a * (c.el * (lq_num - c.y * lq_den) +
+                      c.er * (rq_num - c.y * rq_den)));
       s0[s + l] = g * c.ia, s1[s + l] = -c.m, s2[s + l] = c.y;
       s3[s + l] = a * c.es, s4[s + l] = a * c.es * (vv - c.y);
       step(lt, w[l], kk, vv);
@@ -478,8 +490,9 @@ void backward_block(const Block& blk, const acc_t* __restrict__ w,
   for (int64_t l = 0; l < kLanes; ++l)
     gw[l] = gw_acc[l] - cgw[l], gu[l] = gu_acc[l] - cgu[l];
 
-  // Passes 3 and 4: sums over t > j, then t < j, of e^{-(|t-j|-1) w} a_t (1, y_t).
-  // Pass 3 accumulates into s3/s4; pass 4 adds its share and writes gk/gv.
+  // Passes 3 and 4: sums over t > j, then t < j, of e^{-(|t-j|-1) w} a_t (1,
+  // y_t). Pass 3 accumulates into s3/s4; pass 4 adds its share and writes
+  // gk/gv.
   SumLanes<acc_t, false> as;  // lazy sums: plain
   auto alpha_scan = [&](auto last_pass) {
     constexpr bool kLast = decltype(last_pass)::value;
@@ -522,5 +535,5 @@ void backward_block(const Block& blk, const acc_t* __restrict__ w,
       const scalar_t*, const scalar_t*, scalar_t*, scalar_t*, acc_t*, acc_t*, \
       acc_t*);
 
-}  // inline namespace BIWKV_ISA
+}  // namespace BIWKV_ISA
 }  // namespace bi_wkv

@@ -22,9 +22,11 @@ inline namespace BIWKV_ISA {
 #endif
 constexpr int64_t kVecWidth = BIWKV_VEC_WIDTH;
 constexpr int64_t kVecs = kLanes / kVecWidth;
-static_assert(kLanes % kVecWidth == 0, "kLanes must be a multiple of kVecWidth");
+static_assert(kLanes % kVecWidth == 0,
+              "kLanes must be a multiple of kVecWidth");
 typedef float vfloat __attribute__((vector_size(kVecWidth * sizeof(float))));
-typedef uint32_t vuint __attribute__((vector_size(kVecWidth * sizeof(uint32_t))));
+typedef uint32_t vuint
+    __attribute__((vector_size(kVecWidth * sizeof(uint32_t))));
 
 inline vfloat splat(float x) { return vfloat{} + x; }
 inline vfloat vmax(vfloat a, vfloat b) { return a > b ? a : b; }
@@ -63,5 +65,5 @@ inline vfloat vexp_nonpos(vfloat x) {
   return p * scale;
 }
 
-}  // inline namespace BIWKV_ISA
+}  // namespace BIWKV_ISA
 }  // namespace bi_wkv

@@ -14,8 +14,8 @@
 //   y_m  = r_m (diag(u) k_m v_m^T + A_m + B_m)
 //   gr_m[j] = gy_m . (A_m + B_m)[j, :] + u_j k_m[j] (gy_m . v_m)
 //   gk_m[j] = v_m . (Gl_m + Gr_m)[j, :] + u_j r_m[j] (gy_m . v_m)
-//   gv_m[i] = sum_j k_m[j] (Gl_m + Gr_m)[j, i] + gy_m[i] sum_j u_j r_m[j] k_m[j]
-//   gw_m[j] = -exp(w_m - exp(w_m)) (<A_m, Gr_m>[j] + <B_m, Gl_m>[j])
+//   gv_m[i] = sum_j k_m[j] (Gl_m + Gr_m)[j, i] + gy_m[i] sum_j u_j r_m[j]
+//   k_m[j] gw_m[j] = -exp(w_m - exp(w_m)) (<A_m, Gr_m>[j] + <B_m, Gl_m>[j])
 // where <X, Y>[j] = sum_i X[j,i] Y[j,i]. The last line is d/dw of the decays:
 // every pair (s, t) with m strictly between carries P(s,t) = P(s,m) d_m
 // P(m,t), and d_m * d(-exp(w_m))/dw_m is factored into one exponential, so
@@ -133,11 +133,13 @@ __device__ void stage_decay(acc_t* dst, const scalar_t* __restrict__ w,
 // y: thread i owns column i of the state (value channel i). The reverse scan
 // writes y, the forward scan adds to it (same thread, same order).
 template <int N, typename scalar_t, typename acc_t>
-__global__ void __launch_bounds__(kWkv6FwdThreads) wkv6_forward_kernel(
-    int64_t T, int64_t C, int n_head, const scalar_t* __restrict__ r,
-    const scalar_t* __restrict__ k, const scalar_t* __restrict__ v,
-    const scalar_t* __restrict__ w, const acc_t* __restrict__ u,
-    acc_t* __restrict__ y) {
+__global__ void __launch_bounds__(kWkv6FwdThreads)
+    wkv6_forward_kernel(int64_t T, int64_t C, int n_head,
+                        const scalar_t* __restrict__ r,
+                        const scalar_t* __restrict__ k,
+                        const scalar_t* __restrict__ v,
+                        const scalar_t* __restrict__ w,
+                        const acc_t* __restrict__ u, acc_t* __restrict__ y) {
   constexpr int L = Chunk<acc_t>::L;
   BIWKV_DYNAMIC_SHARED(unsigned char, smem_raw);
   acc_t* sr = reinterpret_cast<acc_t*>(smem_raw);  // [L][N] each
@@ -207,7 +209,7 @@ __global__ void __launch_bounds__(kWkv6BwdThreads) wkv6_backward_kernel(
   acc_t* sv = sk + L * N;
   acc_t* sg = sv + L * N;
   acc_t* sd = sg + L * N;
-  acc_t* sG = sd + L * N;  // [L][L + 1]: sG[s][t] = v_s . gy_t
+  acc_t* sG = sd + L * N;   // [L][L + 1]: sG[s][t] = v_s . gy_t
   acc_t* su = sG + L * GS;  // [N]
   const Head hd = head_of<N, L>(T, C, n_head);
   const int g = threadIdx.x / N;  // group
@@ -309,9 +311,9 @@ __global__ void __launch_bounds__(kWkv6BwdThreads) wkv6_backward_kernel(
       // A, r gy^T for Gl), "other" the staged input the state is dotted
       // with.
       const acc_t* ck = checkpoint(g == 0 ? ck_g : ck_b, c);
-      const acc_t* other = g == 0 ? sg : sv;  // gy_x (P), v_x (Q)
-      const acc_t* own_a = g == 0 ? sk : sr;  // scales the update
-      const acc_t* own_b = g == 0 ? sv : sg;  // the update's row
+      const acc_t* other = g == 0 ? sg : sv;   // gy_x (P), v_x (Q)
+      const acc_t* own_a = g == 0 ? sk : sr;   // scales the update
+      const acc_t* own_b = g == 0 ? sv : sg;   // the update's row
       const acc_t* weight = g == 0 ? sr : sk;  // h_x's weight in the sum
 #pragma unroll
       for (int x = 0; x <= L; ++x) hx[x] = 0;
@@ -394,8 +396,8 @@ __global__ void __launch_bounds__(kWkv6BwdThreads) wkv6_backward_kernel(
     if (g == 0 && live) {
       for (int m = 0; m < n; ++m) {
         const int64_t o = hd.base + (t0 + m) * C + j;
-        gw[o] = static_cast<scalar_t>(
-            decay_slope(static_cast<acc_t>(w[o])) * (part_r[o] + part_k[o]));
+        gw[o] = static_cast<scalar_t>(decay_slope(static_cast<acc_t>(w[o])) *
+                                      (part_r[o] + part_k[o]));
       }
     }
   }
@@ -418,13 +420,13 @@ struct Shape {
 
 Shape shape_of(const at::Tensor& r, const at::Tensor& u) {
   const Shape s{r.size(0), r.size(1), r.size(2), u.size(0), u.size(1)};
-  TORCH_CHECK(s.N >= 1 && s.N <= kWkv6MaxN, "bi_wkv6 (CUDA): head size N = ",
-              s.N, " is not supported (at most ", kWkv6MaxN,
-              "; VRWKV6 uses 64)");
+  TORCH_CHECK(s.N >= 1 && s.N <= kWkv6MaxN,
+              "bi_wkv6 (CUDA): head size N = ", s.N,
+              " is not supported (at most ", kWkv6MaxN, "; VRWKV6 uses 64)");
   TORCH_CHECK(s.H * s.N == s.C, "bi_wkv6 (CUDA): u is ", u.sizes(),
               " but C = ", s.C);
-  TORCH_CHECK(s.B * s.H <= 2147483647, "bi_wkv6 (CUDA): B * H = ",
-              s.B * s.H, " exceeds the grid limit; split the batch");
+  TORCH_CHECK(s.B * s.H <= 2147483647, "bi_wkv6 (CUDA): B * H = ", s.B * s.H,
+              " exceeds the grid limit; split the batch");
   return s;
 }
 
@@ -454,15 +456,13 @@ at::Tensor forward_cuda(const at::Tensor& r, const at::Tensor& k,
       at::kHalf, at::kBFloat16, r.scalar_type(), "bi_wkv6_forward_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
         with_head_size(sh.N, [&]<int N>() {
-          const size_t smem =
-              forward_smem<N>(sizeof(acc_t), Chunk<acc_t>::L);
-          BIWKV_LAUNCH(dim3(static_cast<unsigned>(sh.B * sh.H)), dim3(N),
-                       smem, c10::cuda::getCurrentCUDAStream(),
+          const size_t smem = forward_smem<N>(sizeof(acc_t), Chunk<acc_t>::L);
+          BIWKV_LAUNCH(dim3(static_cast<unsigned>(sh.B * sh.H)), dim3(N), smem,
+                       c10::cuda::getCurrentCUDAStream(),
                        wkv6_forward_kernel<N, scalar_t, acc_t>)(
               sh.T, sh.C, static_cast<int>(sh.N), r.data_ptr<scalar_t>(),
               k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),
-              w.data_ptr<scalar_t>(), u.data_ptr<acc_t>(),
-              y.data_ptr<acc_t>());
+              w.data_ptr<scalar_t>(), u.data_ptr<acc_t>(), y.data_ptr<acc_t>());
         });
       });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -494,13 +494,12 @@ std::vector<at::Tensor> backward_cuda(const at::Tensor& r, const at::Tensor& k,
           acc_t* p = part.data_ptr<acc_t>();
           acc_t* c = ck.data_ptr<acc_t>();
           const size_t smem = backward_smem<N>(sizeof(acc_t), L);
-          BIWKV_LAUNCH(dim3(static_cast<unsigned>(sh.B * sh.H)),
-                       dim3(3 * N), smem, c10::cuda::getCurrentCUDAStream(),
+          BIWKV_LAUNCH(dim3(static_cast<unsigned>(sh.B * sh.H)), dim3(3 * N),
+                       smem, c10::cuda::getCurrentCUDAStream(),
                        wkv6_backward_kernel<N, scalar_t, acc_t>)(
               sh.T, sh.C, static_cast<int>(sh.N), r.data_ptr<scalar_t>(),
               k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),
-              w.data_ptr<scalar_t>(), u.data_ptr<acc_t>(),
-              gy.data_ptr<acc_t>(),
+              w.data_ptr<scalar_t>(), u.data_ptr<acc_t>(), gy.data_ptr<acc_t>(),
               gr.data_ptr<scalar_t>(), gk.data_ptr<scalar_t>(),
               gv.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(),
               gu_part.data_ptr<acc_t>(), p, p + plane, p + 2 * plane, c,

@@ -65,8 +65,7 @@ struct Layout {
   int64_t ts, tn;          // this block's tokens: [ts, ts + tn)
   int64_t t0, t1;          // this thread's tokens
   bool active;
-  __device__ Layout(int64_t B_, int64_t T_, int64_t C_)
-      : B(B_), T(T_), C(C_) {
+  __device__ Layout(int64_t B_, int64_t T_, int64_t C_) : B(B_), T(T_), C(C_) {
     plane = B * T * C;
     c = blockIdx.x * kWarp + threadIdx.x;
     b = blockIdx.y;
@@ -259,8 +258,7 @@ __device__ void stage_chunk_sums(const Layout& L, acc_t w,
 template <typename State, typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kMaxThreads)
     summary_kernel(int64_t B, int64_t T, int64_t C,
-                   const acc_t* __restrict__ w_,
-                   const scalar_t* __restrict__ k,
+                   const acc_t* __restrict__ w_, const scalar_t* __restrict__ k,
                    const scalar_t* __restrict__ v, acc_t* __restrict__ chunks,
                    acc_t* __restrict__ segs) {
   BIWKV_DYNAMIC_SHARED(unsigned char, smem_raw);
@@ -369,15 +367,17 @@ __device__ void finish_backward(const Layout& L, acc_t w,
 // kernel writes the a_t-source sums entering each chunk from its own
 // segment (pins) and each segment's summaries of them (pin_segs).
 template <typename scalar_t, typename acc_t>
-__global__ void __launch_bounds__(kMaxThreads) backward_kernel(
-    int64_t B, int64_t T, int64_t C, const acc_t* __restrict__ w_,
-    const acc_t* __restrict__ u_, const scalar_t* __restrict__ k,
-    const scalar_t* __restrict__ v, const scalar_t* __restrict__ gy,
-    scalar_t* __restrict__ gk, scalar_t* __restrict__ gv,
-    acc_t* __restrict__ gw_part, acc_t* __restrict__ gu_part,
-    acc_t* __restrict__ scratch, const acc_t* __restrict__ chunks,
-    const acc_t* __restrict__ segs, acc_t* __restrict__ pins,
-    acc_t* __restrict__ pin_segs) {
+__global__ void __launch_bounds__(kMaxThreads)
+    backward_kernel(int64_t B, int64_t T, int64_t C,
+                    const acc_t* __restrict__ w_, const acc_t* __restrict__ u_,
+                    const scalar_t* __restrict__ k,
+                    const scalar_t* __restrict__ v,
+                    const scalar_t* __restrict__ gy, scalar_t* __restrict__ gk,
+                    scalar_t* __restrict__ gv, acc_t* __restrict__ gw_part,
+                    acc_t* __restrict__ gu_part, acc_t* __restrict__ scratch,
+                    const acc_t* __restrict__ chunks,
+                    const acc_t* __restrict__ segs, acc_t* __restrict__ pins,
+                    acc_t* __restrict__ pin_segs) {
   BIWKV_DYNAMIC_SHARED(unsigned char, smem_raw);
   acc_t* sh = reinterpret_cast<acc_t*>(smem_raw);
   const Layout L(B, T, C);
@@ -420,8 +420,9 @@ __global__ void __launch_bounds__(kMaxThreads) backward_kernel(
       const acc_t a = g * c.inv;
       const acc_t lq_num = left.total_qnum(), lq_den = left.total_qden();
       kahan_add(gu_acc, cgu, a * c.es * (vv - c.y));
-      kahan_add(gw_acc, cgw, -a * (c.el * (lq_num - c.y * lq_den) +
-                                   c.er * (rq_num - c.y * rq_den)));
+      kahan_add(gw_acc, cgw,
+                -a * (c.el * (lq_num - c.y * lq_den) +
+                      c.er * (rq_num - c.y * rq_den)));
       // a_t = g / D_t as the mantissa g * ia with the float exponent -m.
       const acc_t at = g * c.ia;
       s0[o] = at, s1[o] = -c.m, s2[o] = c.y;
@@ -456,19 +457,21 @@ __global__ void __launch_bounds__(kMaxThreads) backward_kernel(
   }
   store(L.thread(pins), 0, fold(pin_l, w));
   store(L.thread(pins), 3, fold(pin_r, w));
-  summarise_segment<Sum<acc_t>>(L, w, sh, 2, 5, L.segment(pin_segs, L.s), 0,
-                                3);
+  summarise_segment<Sum<acc_t>>(L, w, sh, 2, 5, L.segment(pin_segs, L.s), 0, 3);
 }
 
 // Last kernel of a split backward pass: the a_t-source sums entering each
 // chunk, from the other segments and from its own, then dk, dv.
 template <typename scalar_t, typename acc_t>
-__global__ void __launch_bounds__(kMaxThreads) backward_finish_kernel(
-    int64_t B, int64_t T, int64_t C, const acc_t* __restrict__ w_,
-    const scalar_t* __restrict__ k, const scalar_t* __restrict__ v,
-    scalar_t* __restrict__ gk, scalar_t* __restrict__ gv,
-    acc_t* __restrict__ scratch, const acc_t* __restrict__ pins,
-    const acc_t* __restrict__ pin_segs) {
+__global__ void __launch_bounds__(kMaxThreads)
+    backward_finish_kernel(int64_t B, int64_t T, int64_t C,
+                           const acc_t* __restrict__ w_,
+                           const scalar_t* __restrict__ k,
+                           const scalar_t* __restrict__ v,
+                           scalar_t* __restrict__ gk, scalar_t* __restrict__ gv,
+                           acc_t* __restrict__ scratch,
+                           const acc_t* __restrict__ pins,
+                           const acc_t* __restrict__ pin_segs) {
   const Layout L(B, T, C);
   if (!L.active) return;  // no __syncthreads() in this kernel
   const acc_t w = w_[L.c];
@@ -496,8 +499,8 @@ struct Launch {
 
 // Chunks per block for a segment of `tokens` tokens.
 int64_t chunks_for(int64_t tokens) {
-  return std::max<int64_t>(1, std::min<int64_t>(kMaxChunks,
-                                                tokens / kMinChunk));
+  return std::max<int64_t>(1,
+                           std::min<int64_t>(kMaxChunks, tokens / kMinChunk));
 }
 
 // The grid: ceil(C / 32) x B x segments blocks of 32 x chunks threads.
@@ -513,13 +516,13 @@ Launch launch_config(int64_t B, int64_t T, int64_t C, int64_t sm_count) {
   const int64_t blocks = channel_blocks * B;
   int64_t S = 1;
   if (blocks < sm_count) {
-    S = std::min({(sm_count + blocks - 1) / blocks, T / kMinSegment,
-                  kMaxSegments});
+    S = std::min(
+        {(sm_count + blocks - 1) / blocks, T / kMinSegment, kMaxSegments});
     S = std::max<int64_t>(S, 1);
     if (S * chunks_for(T / S) < 2 * chunks_for(T)) S = 1;
   }
-  return {dim3(static_cast<unsigned>(channel_blocks),
-               static_cast<unsigned>(B), static_cast<unsigned>(S)),
+  return {dim3(static_cast<unsigned>(channel_blocks), static_cast<unsigned>(B),
+               static_cast<unsigned>(S)),
           dim3(kWarp, static_cast<unsigned>(chunks_for(T / S)))};
 }
 
@@ -553,17 +556,17 @@ at::Tensor forward_cuda(const at::Tensor& w, const at::Tensor& u,
         if (S > 1) {
           BIWKV_LAUNCH(cfg.grid, cfg.block, smem, stream,
                        summary_kernel<Sum<acc_t>, scalar_t, acc_t>)(
-                  B, T, C, w.data_ptr<acc_t>(), k.data_ptr<scalar_t>(),
-                  v.data_ptr<scalar_t>(), chunks.data_ptr<acc_t>(),
-                  segs.data_ptr<acc_t>());
+              B, T, C, w.data_ptr<acc_t>(), k.data_ptr<scalar_t>(),
+              v.data_ptr<scalar_t>(), chunks.data_ptr<acc_t>(),
+              segs.data_ptr<acc_t>());
           C10_CUDA_KERNEL_LAUNCH_CHECK();
         }
         BIWKV_LAUNCH(cfg.grid, cfg.block, smem, stream,
                      forward_kernel<scalar_t, acc_t>)(
-                B, T, C, w.data_ptr<acc_t>(), u.data_ptr<acc_t>(),
-                k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),
-                y.data_ptr<scalar_t>(), scratch.data_ptr<acc_t>(),
-                chunks.data_ptr<acc_t>(), segs.data_ptr<acc_t>());
+            B, T, C, w.data_ptr<acc_t>(), u.data_ptr<acc_t>(),
+            k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),
+            y.data_ptr<scalar_t>(), scratch.data_ptr<acc_t>(),
+            chunks.data_ptr<acc_t>(), segs.data_ptr<acc_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
   return y;
@@ -597,28 +600,28 @@ std::vector<at::Tensor> backward_cuda(const at::Tensor& w, const at::Tensor& u,
         if (S > 1) {
           BIWKV_LAUNCH(cfg.grid, cfg.block, smem, stream,
                        summary_kernel<Moments<acc_t>, scalar_t, acc_t>)(
-                  B, T, C, w.data_ptr<acc_t>(), k.data_ptr<scalar_t>(),
-                  v.data_ptr<scalar_t>(), chunks.data_ptr<acc_t>(),
-                  segs.data_ptr<acc_t>());
+              B, T, C, w.data_ptr<acc_t>(), k.data_ptr<scalar_t>(),
+              v.data_ptr<scalar_t>(), chunks.data_ptr<acc_t>(),
+              segs.data_ptr<acc_t>());
           C10_CUDA_KERNEL_LAUNCH_CHECK();
         }
         BIWKV_LAUNCH(cfg.grid, cfg.block, smem, stream,
                      backward_kernel<scalar_t, acc_t>)(
-                B, T, C, w.data_ptr<acc_t>(), u.data_ptr<acc_t>(),
-                k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),
-                gy.data_ptr<scalar_t>(), gk.data_ptr<scalar_t>(),
-                gv.data_ptr<scalar_t>(), gw_part.data_ptr<acc_t>(),
-                gu_part.data_ptr<acc_t>(), scratch.data_ptr<acc_t>(),
-                chunks.data_ptr<acc_t>(), segs.data_ptr<acc_t>(),
-                pins.data_ptr<acc_t>(), pin_segs.data_ptr<acc_t>());
+            B, T, C, w.data_ptr<acc_t>(), u.data_ptr<acc_t>(),
+            k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),
+            gy.data_ptr<scalar_t>(), gk.data_ptr<scalar_t>(),
+            gv.data_ptr<scalar_t>(), gw_part.data_ptr<acc_t>(),
+            gu_part.data_ptr<acc_t>(), scratch.data_ptr<acc_t>(),
+            chunks.data_ptr<acc_t>(), segs.data_ptr<acc_t>(),
+            pins.data_ptr<acc_t>(), pin_segs.data_ptr<acc_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
         if (S > 1) {
           BIWKV_LAUNCH(cfg.grid, cfg.block, 0, stream,
                        backward_finish_kernel<scalar_t, acc_t>)(
-                  B, T, C, w.data_ptr<acc_t>(), k.data_ptr<scalar_t>(),
-                  v.data_ptr<scalar_t>(), gk.data_ptr<scalar_t>(),
-                  gv.data_ptr<scalar_t>(), scratch.data_ptr<acc_t>(),
-                  pins.data_ptr<acc_t>(), pin_segs.data_ptr<acc_t>());
+              B, T, C, w.data_ptr<acc_t>(), k.data_ptr<scalar_t>(),
+              v.data_ptr<scalar_t>(), gk.data_ptr<scalar_t>(),
+              gv.data_ptr<scalar_t>(), scratch.data_ptr<acc_t>(),
+              pins.data_ptr<acc_t>(), pin_segs.data_ptr<acc_t>());
           C10_CUDA_KERNEL_LAUNCH_CHECK();
         }
       });

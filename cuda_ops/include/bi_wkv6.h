@@ -35,8 +35,7 @@ at::Tensor forward_cpu(const at::Tensor& r, const at::Tensor& k,
 // in a fixed order.
 std::vector<at::Tensor> backward_cpu(const at::Tensor& r, const at::Tensor& k,
                                      const at::Tensor& v, const at::Tensor& w,
-                                     const at::Tensor& u,
-                                     const at::Tensor& gy);
+                                     const at::Tensor& u, const at::Tensor& gy);
 #ifdef WITH_CUDA
 at::Tensor forward_cuda(const at::Tensor& r, const at::Tensor& k,
                         const at::Tensor& v, const at::Tensor& w,

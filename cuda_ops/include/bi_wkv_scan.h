@@ -348,8 +348,8 @@ template <typename T>
 BIWKV_HD Moments<T> fold(const Moments<T>& s, T w) {
   T f;
   const T m = fold_exponent(s.m, s.n, w, f);
-  return {s.num * f, s.den * f, s.total_qnum() * f, s.total_qden() * f,
-          m,         T(0),      T(0),               T(0)};
+  return {s.num * f, s.den * f, s.total_qnum() * f, s.total_qden() * f, m, T(0),
+          T(0),      T(0)};
 }
 
 // Result of combining the left sum, the right sum and the token itself,
@@ -386,5 +386,5 @@ BIWKV_HD Combined<T> combine(T lnum, T lden, T lm, T ln, T rnum, T rden, T rm,
   return c;
 }
 
-}  // inline namespace BIWKV_ISA
+}  // namespace BIWKV_ISA
 }  // namespace bi_wkv

@@ -10,9 +10,8 @@
 
 #ifdef BIWKV_CUDA_EMU
 #include "cuda_emu.h"
-#define BIWKV_LAUNCH(grid, block, smem, stream, ...)                      \
-  ::cuda_emu::launcher(grid, block, smem, stream, #__VA_ARGS__, \
-                       __VA_ARGS__)
+#define BIWKV_LAUNCH(grid, block, smem, stream, ...) \
+  ::cuda_emu::launcher(grid, block, smem, stream, #__VA_ARGS__, __VA_ARGS__)
 #define BIWKV_DYNAMIC_SHARED(type, name) \
   type* name = ::cuda_emu::dynamic_shared<type>()
 #else

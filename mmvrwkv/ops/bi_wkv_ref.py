@@ -11,7 +11,8 @@ def bi_wkv_reference(w: torch.Tensor,
                      max_elements: int = 1 << 24) -> torch.Tensor:
     """Bi-WKV by direct summation over all token pairs, O(T^2 C) per sample.
 
-    ``y[b, t] = sum_i e^{x[t, i] + k[b, i]} v[b, i] / sum_i e^{x[t, i] + k[b, i]}``
+    ``y[b, t] = sum_i e^{x[t, i] + k[b, i]} v[b, i]
+    / sum_i e^{x[t, i] + k[b, i]}``
     with ``x[t, i] = -(|t - i| - 1) * w`` for ``i != t`` and ``x[t, t] = u``,
     computed per channel, normalised by the maximum exponent, with 1e-6 added
     to the normalised denominator as the official kernels do.

@@ -4,9 +4,8 @@ import warnings
 import pytest
 import torch
 
-from mmvrwkv.ops import available_backends, bi_wkv, \
-    bi_wkv_reference
-from mmvrwkv.ops import bi_wkv_op, ext_loader
+from mmvrwkv.ops import (available_backends, bi_wkv, bi_wkv_op,
+                         bi_wkv_reference, ext_loader)
 from . import cuda_emu
 from .cuda_emu import run, tensor_device
 from .helpers import assert_rel_close, make_inputs, naive_bi_wkv

@@ -1,6 +1,7 @@
 // The Bi-WKV and Bi-WKV6 CUDA kernels (cuda_ops/cuda/bi_wkv_cuda.cu and
-// bi_wkv6_cuda.cu, host code included) compiled for the CPU emulator of the CUDA execution model
-// (cuda_emu.h), and the emulator's self-test kernels; built by __init__.py.
+// bi_wkv6_cuda.cu, host code included) compiled for the CPU emulator of the
+// CUDA execution model (cuda_emu.h), and the emulator's self-test kernels;
+// built by __init__.py.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <c10/cuda/CUDAException.h>  // the emulator's shims (include/)
@@ -23,8 +24,8 @@
 
 // __launch_bounds__ of the kernels above, found by the loader:
 // CUDA_EMU_LAUNCH_BOUND(kernel, bound) lines.
-#define CUDA_EMU_LAUNCH_BOUND(kernel, ...)                             \
-  [[maybe_unused]] const bool cuda_emu_bound_##kernel =                \
+#define CUDA_EMU_LAUNCH_BOUND(kernel, ...)              \
+  [[maybe_unused]] const bool cuda_emu_bound_##kernel = \
       ::cuda_emu::register_launch_bound(#kernel, (__VA_ARGS__));
 namespace cuda_emu_bounds {
 using namespace bi_wkv;
@@ -57,8 +58,10 @@ class Call {
   template <typename R>
   R done(R r) {
     const std::string e = cuda_emu::take_pending_error();
-    TORCH_CHECK(e.empty(), "cuda_emu: a launch failed and no "
-                "C10_CUDA_KERNEL_LAUNCH_CHECK() reported it: ", e);
+    TORCH_CHECK(e.empty(),
+                "cuda_emu: a launch failed and no "
+                "C10_CUDA_KERNEL_LAUNCH_CHECK() reported it: ",
+                e);
     return r;
   }
 
@@ -148,8 +151,7 @@ py::dict kernel_records() {
     d["barriers"] = r.barriers;
     d["max_threads"] = r.max_threads;
     d["max_smem"] = r.max_smem;
-    d["max_grid"] = py::make_tuple(r.max_grid[0], r.max_grid[1],
-                                   r.max_grid[2]);
+    d["max_grid"] = py::make_tuple(r.max_grid[0], r.max_grid[1], r.max_grid[2]);
     out[py::str(name)] = d;
   }
   return out;

@@ -68,8 +68,7 @@ struct uint3 {
 
 struct dim3 {
   unsigned int x, y, z;
-  constexpr dim3(unsigned int vx = 1, unsigned int vy = 1,
-                 unsigned int vz = 1)
+  constexpr dim3(unsigned int vx = 1, unsigned int vy = 1, unsigned int vz = 1)
       : x(vx), y(vy), z(vz) {}
   constexpr dim3(uint3 v) : x(v.x), y(v.y), z(v.z) {}
 };
@@ -134,8 +133,7 @@ inline float __exp10f(float x) {
 }
 // lg2.approx.ftz.f32(x) * ln(2)
 inline float __logf(float x) {
-  return static_cast<float>(
-             std::log2(double(::cuda_emu::detail::ftz(x)))) *
+  return static_cast<float>(std::log2(double(::cuda_emu::detail::ftz(x)))) *
          0.6931471805599453f;
 }
 inline float __log2f(float x) {
@@ -205,7 +203,7 @@ std::string str(const A&... a) {
 enum class Order { kAscending, kDescending, kShuffled };
 
 struct KernelRecord {
-  int launch_bound = 0;      // 0: none declared
+  int launch_bound = 0;  // 0: none declared
   long long launches = 0;
   unsigned max_threads = 0;  // largest block launched
   size_t max_smem = 0;       // largest dynamic shared memory launched
@@ -283,8 +281,16 @@ namespace detail {
 
 enum class State { kReady, kBarrier, kWarp, kExited };
 
-enum class WarpOp { kSync, kShflIdx, kShflUp, kShflDown, kShflXor, kBallot,
-                    kAll, kAny };
+enum class WarpOp {
+  kSync,
+  kShflIdx,
+  kShflUp,
+  kShflDown,
+  kShflXor,
+  kBallot,
+  kAll,
+  kAny
+};
 
 struct Fiber {
   ucontext_t ctx;
@@ -451,11 +457,13 @@ inline bool resolve_warps(Block& b, const std::string& kname) {
         if (f.state == State::kWarp) {
           if (f.mask != mask || f.op != first.op || f.line != first.line ||
               f.file != first.file) {
-            throw Error(str("cuda_emu: ", kname, ": warp collectives of "
-                            "warp ", w0 / 32, " disagree: ", where(first),
-                            " at ", site(first), " (mask 0x", std::hex, mask,
-                            std::dec, "), ", where(f), " at ", site(f),
-                            " (mask 0x", std::hex, f.mask, std::dec, ")"));
+            throw Error(str("cuda_emu: ", kname,
+                            ": warp collectives of "
+                            "warp ",
+                            w0 / 32, " disagree: ", where(first), " at ",
+                            site(first), " (mask 0x", std::hex, mask, std::dec,
+                            "), ", where(f), " at ", site(f), " (mask 0x",
+                            std::hex, f.mask, std::dec, ")"));
           }
         } else if (f.state == State::kExited) {
           throw Error(str("cuda_emu: ", kname, ": ", where(first), " at ",
@@ -524,8 +532,8 @@ inline bool resolve_warps(Block& b, const std::string& kname) {
 }
 
 template <typename T>
-T warp_collective(const char* file, int line, WarpOp op, unsigned mask,
-                  T value, int arg, int width) {
+T warp_collective(const char* file, int line, WarpOp op, unsigned mask, T value,
+                  int arg, int width) {
   static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>,
                 "cuda_emu: warp collectives of types up to 8 bytes");
   Fiber& f = current_fiber();
@@ -536,8 +544,8 @@ T warp_collective(const char* file, int line, WarpOp op, unsigned mask,
                     " that excludes its own lane"));
   }
   if (width < 1 || width > 32 || (width & (width - 1)) != 0) {
-    throw Error(str("cuda_emu: shuffle width ", width, " at ", file, ":",
-                    line, " is not a power of 2 <= 32"));
+    throw Error(str("cuda_emu: shuffle width ", width, " at ", file, ":", line,
+                    " is not a power of 2 <= 32"));
   }
   f.op = op;
   f.mask = mask;
@@ -597,8 +605,8 @@ inline std::string check_config(const std::string& name, const KernelRecord& k,
   const char* axis = "xyz";
   for (int i = 0; i < 3; ++i) {
     if (g[i] == 0 || t[i] == 0) {
-      return str("invalid configuration argument: empty grid or block (",
-                 name, ")");
+      return str("invalid configuration argument: empty grid or block (", name,
+                 ")");
     }
     if (g[i] > kMaxGridDim[i]) {
       return str("invalid configuration argument: gridDim.", axis[i], " = ",
@@ -617,8 +625,8 @@ inline std::string check_config(const std::string& name, const KernelRecord& k,
   }
   if (k.launch_bound > 0 && threads > static_cast<unsigned>(k.launch_bound)) {
     return str("too many resources requested for launch: ", threads,
-               " threads per block exceed __launch_bounds__(",
-               k.launch_bound, ") of ", name);
+               " threads per block exceed __launch_bounds__(", k.launch_bound,
+               ") of ", name);
   }
   if (smem > smem_limit) {
     return str("invalid argument: ", smem,
@@ -692,8 +700,8 @@ inline void run_grid(const std::string& name, KernelRecord& rec,
             try {
               std::rethrow_exception(f.error);
             } catch (const std::exception& e) {
-              throw Error(str("cuda_emu: ", blk, " ", where(f), ": ",
-                              e.what()));
+              throw Error(
+                  str("cuda_emu: ", blk, " ", where(f), ": ", e.what()));
             }
           }
         }
@@ -707,24 +715,21 @@ inline void run_grid(const std::string& name, KernelRecord& rec,
       }
       if (!in_warp.empty()) {
         throw Error(str("cuda_emu: ", blk, ": deadlock: ", where(*in_warp[0]),
-                        " waits in a warp collective at ",
-                        site(*in_warp[0]),
+                        " waits in a warp collective at ", site(*in_warp[0]),
                         " that some lanes of its mask never reach"));
       }
       if (waiting.empty()) break;  // every thread has exited
       if (!exited.empty()) {
         throw Error(str("cuda_emu: ", blk, ": divergent __syncthreads(): ",
-                        waiting.size(), " threads wait at ",
-                        site(*waiting[0]), " (", where(*waiting[0]), ") but ",
-                        exited.size(), " threads have exited (",
-                        where(*exited[0]), ")"));
+                        waiting.size(), " threads wait at ", site(*waiting[0]),
+                        " (", where(*waiting[0]), ") but ", exited.size(),
+                        " threads have exited (", where(*exited[0]), ")"));
       }
       for (Fiber* f : waiting) {
         if (f->line != waiting[0]->line || f->file != waiting[0]->file) {
-          throw Error(str("cuda_emu: ", blk,
-                          ": divergent __syncthreads(): ", where(*waiting[0]),
-                          " waits at ", site(*waiting[0]), ", ", where(*f),
-                          " at ", site(*f)));
+          throw Error(str("cuda_emu: ", blk, ": divergent __syncthreads(): ",
+                          where(*waiting[0]), " waits at ", site(*waiting[0]),
+                          ", ", where(*f), " at ", site(*f)));
         }
         f->state = State::kReady;
       }
@@ -791,8 +796,7 @@ detail::Launcher<P...> launcher(dim3 grid, dim3 block, size_t smem, Stream,
 inline void check_launch(const char* file, int line) {
   const std::string e = take_pending_error();
   if (!e.empty()) {
-    throw Error(str("CUDA error: ", e, " (checked at ", file, ":", line,
-                    ")"));
+    throw Error(str("CUDA error: ", e, " (checked at ", file, ":", line, ")"));
   }
 }
 
@@ -801,8 +805,8 @@ inline void check_launch(const char* file, int line) {
 // ---------------------------------------------------------------------------
 // Warp collectives.
 
-#define __shfl_sync(mask, var, src, ...)                                  \
-  ::cuda_emu::detail::warp_collective(                                    \
+#define __shfl_sync(mask, var, src, ...)                                   \
+  ::cuda_emu::detail::warp_collective(                                     \
       __FILE__, __LINE__, ::cuda_emu::detail::WarpOp::kShflIdx, mask, var, \
       src, ::cuda_emu::detail::width_or_32(__VA_ARGS__))
 #define __shfl_up_sync(mask, var, delta, ...)                             \
@@ -817,17 +821,17 @@ inline void check_launch(const char* file, int line) {
   ::cuda_emu::detail::warp_collective(                                     \
       __FILE__, __LINE__, ::cuda_emu::detail::WarpOp::kShflXor, mask, var, \
       lane_mask, ::cuda_emu::detail::width_or_32(__VA_ARGS__))
-#define __ballot_sync(mask, pred)                                          \
-  static_cast<unsigned>(::cuda_emu::detail::warp_collective<unsigned>(     \
-      __FILE__, __LINE__, ::cuda_emu::detail::WarpOp::kBallot, mask,       \
+#define __ballot_sync(mask, pred)                                      \
+  static_cast<unsigned>(::cuda_emu::detail::warp_collective<unsigned>( \
+      __FILE__, __LINE__, ::cuda_emu::detail::WarpOp::kBallot, mask,   \
       (pred) ? 1u : 0u, 0, 32))
-#define __all_sync(mask, pred)                                             \
-  static_cast<int>(::cuda_emu::detail::warp_collective<unsigned>(          \
-      __FILE__, __LINE__, ::cuda_emu::detail::WarpOp::kAll, mask,          \
+#define __all_sync(mask, pred)                                    \
+  static_cast<int>(::cuda_emu::detail::warp_collective<unsigned>( \
+      __FILE__, __LINE__, ::cuda_emu::detail::WarpOp::kAll, mask, \
       (pred) ? 1u : 0u, 0, 32))
-#define __any_sync(mask, pred)                                             \
-  static_cast<int>(::cuda_emu::detail::warp_collective<unsigned>(          \
-      __FILE__, __LINE__, ::cuda_emu::detail::WarpOp::kAny, mask,          \
+#define __any_sync(mask, pred)                                    \
+  static_cast<int>(::cuda_emu::detail::warp_collective<unsigned>( \
+      __FILE__, __LINE__, ::cuda_emu::detail::WarpOp::kAny, mask, \
       (pred) ? 1u : 0u, 0, 32))
 
 namespace cuda_emu {

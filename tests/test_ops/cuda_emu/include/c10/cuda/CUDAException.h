@@ -9,9 +9,10 @@
 #define C10_CUDA_KERNEL_LAUNCH_CHECK() \
   ::cuda_emu::check_launch(__FILE__, __LINE__)
 
-#define C10_CUDA_CHECK(EXPR)                                         \
-  do {                                                               \
-    const cudaError_t cuda_emu_err_ = (EXPR);                        \
-    TORCH_CHECK(cuda_emu_err_ == cudaSuccess, "CUDA error: ",        \
-                cudaGetErrorString(cuda_emu_err_), " (", #EXPR, ")"); \
+#define C10_CUDA_CHECK(EXPR)                                             \
+  do {                                                                   \
+    const cudaError_t cuda_emu_err_ = (EXPR);                            \
+    TORCH_CHECK(cuda_emu_err_ == cudaSuccess,                            \
+                "CUDA error: ", cudaGetErrorString(cuda_emu_err_), " (", \
+                #EXPR, ")");                                             \
   } while (0)

@@ -14,8 +14,10 @@ namespace cuda {
 
 struct CUDAGuard {
   explicit CUDAGuard(c10::Device device) {
-    TORCH_CHECK(device.is_cpu(), "cuda_emu: the emulated CUDA kernels take "
-                "CPU tensors, got a tensor on ", device);
+    TORCH_CHECK(device.is_cpu(),
+                "cuda_emu: the emulated CUDA kernels take "
+                "CPU tensors, got a tensor on ",
+                device);
   }
   explicit CUDAGuard(c10::DeviceIndex) {}
   CUDAGuard(const CUDAGuard&) = delete;
