@@ -20,7 +20,7 @@ token) at T = 256 / 16384, largest error of y and of the four gradients:
     peaked       1.8e-6/5.5e-5  4.6e-5/5.4e-3  6.1e-6/5.1e-4  7.5e-6/1.1e-3
 
 and after, at every T here: y <= 1.9e-6 on the CPU (its fast forward leaves
-out the 1e-6 of the denominator) and <= 3.3e-7 on cuda-emu, gradients
+out the 1e-6 of the denominator) and <= 3.4e-7 on cuda-emu, gradients
 <= 4.7e-6 (CPU: its backward sums over all T tokens) and <= 2.5e-6
 (cuda-emu). docs/reliability.md has the table per T.
 """
