@@ -16,6 +16,10 @@ DET_CFG = os.path.join(ROOT, 'configs', 'demo',
                        'mask_rcnn_vrwkv_demo_shapes.py')
 SEG_CFG = os.path.join(ROOT, 'configs', 'demo',
                        'upernet_vrwkv_demo_shapes.py')
+DET6_CFG = os.path.join(ROOT, 'configs', 'demo',
+                        'mask_rcnn_vrwkv6_demo_shapes.py')
+SEG6_CFG = os.path.join(ROOT, 'configs', 'demo',
+                        'upernet_vrwkv6_demo_shapes.py')
 
 
 # ---- data -------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """A small VRWKV-Adapter Mask R-CNN and UperNet train for a few iterations
 through mmengine's Runner on generated COCO / ADE20K data and evaluate with
 the real CocoMetric / IoUMetric; `mim train` and `mim test` run as
-subprocesses."""
+subprocesses, for the VRWKV and the VRWKV6 demo models."""
 import glob
 import os
 import subprocess
@@ -13,8 +13,8 @@ from mmengine.runner import Runner
 
 import mmvrwkv  # noqa: F401
 from mmvrwkv.utils import load_checkpoint_file
-from ..helpers import (DET_CFG, ROOT, SEG_CFG, cli_options, det_options, env,
-                       load, make_data, mim_exe, seg_options)
+from ..helpers import (DET6_CFG, DET_CFG, ROOT, SEG6_CFG, SEG_CFG, cli_options,
+                       det_options, env, load, make_data, mim_exe, seg_options)
 
 
 @pytest.fixture(scope='module')
@@ -61,7 +61,9 @@ def mim(*args, cwd):
 @pytest.mark.parametrize('package,config,options,checkpoint', [
     ('mmsegmentation', SEG_CFG, seg_options, 'iter_2.pth'),
     ('mmdet', DET_CFG, det_options, 'epoch_1.pth'),
-], ids=['upernet', 'mask_rcnn'])
+    ('mmsegmentation', SEG6_CFG, seg_options, 'iter_2.pth'),
+    ('mmdet', DET6_CFG, det_options, 'epoch_1.pth'),
+], ids=['upernet', 'mask_rcnn', 'upernet_vrwkv6', 'mask_rcnn_vrwkv6'])
 def test_mim_train_then_test(data_root, tmp_path, package, config, options,
                              checkpoint):
     work_dir = str(tmp_path / 'work')
