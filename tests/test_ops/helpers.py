@@ -124,3 +124,15 @@ def check_bi_wkv6(forward, backward, inputs, tol=None, name=''):
             gname, got.dtype, got.shape)
         assert_rel_close(got, want, tol, f'{name} {gname}')
     return y, grads
+
+
+# Decays that keep everything (w = -20: exp(-exp(-20)) rounds to 1 in
+# float32), forget at once (w = 5: the decay underflows to 0 in float32;
+# w = 100: exp(w) overflows float32) and mixtures of both, with large keys.
+BI_WKV6_EXTREMES = {
+    'keep-all': dict(w_values=[-20.0]),
+    'forget-all': dict(w_values=[5.0]),
+    'overflow-w': dict(w_values=[100.0, -3.0]),
+    'mixed': dict(w_values=[-20.0, -5.0, -1.0, 0.0, 2.0, 5.0]),
+    'large-k': dict(k_scale=50.0, w_values=[-20.0, -0.5, 5.0]),
+}

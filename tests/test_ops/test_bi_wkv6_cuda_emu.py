@@ -9,8 +9,8 @@ import torch
 
 from mmvrwkv.ops import bi_wkv6_reference
 from . import cuda_emu
-from .helpers import (BI_WKV6_TOL, assert_rel_close, bi_wkv6_inputs,
-                      check_bi_wkv6)
+from .helpers import (BI_WKV6_EXTREMES, BI_WKV6_TOL, assert_rel_close,
+                      bi_wkv6_inputs, check_bi_wkv6)
 
 pytestmark = pytest.mark.skipif(not cuda_emu.SUPPORTED,
                                 reason=cuda_emu.WHY_UNSUPPORTED)
@@ -59,24 +59,14 @@ def test_matches_reference(shape, dtype):
                   name=f'cuda-emu {dtype}')
 
 
-# Decays that keep everything (w = -20: exp(-exp(-20)) rounds to 1 in
-# float32), forget at once (w = 5: the decay is ~1e-64, 0 in float32;
-# w = 100: exp(w) overflows float32) and mixtures, with large keys.
-EXTREMES = {
-    'keep-all': dict(w_values=[-20.0]),
-    'forget-all': dict(w_values=[5.0]),
-    'overflow-w': dict(w_values=[100.0, -3.0]),
-    'mixed': dict(w_values=[-20.0, -5.0, -1.0, 0.0, 2.0, 5.0]),
-    'large-k': dict(k_scale=50.0, w_values=[-20.0, -0.5, 5.0]),
-}
-
-
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64,
                                    torch.bfloat16],
                          ids=['fp32', 'fp64', 'bf16'])
-@pytest.mark.parametrize('case', list(EXTREMES), ids=list(EXTREMES))
+@pytest.mark.parametrize('case', list(BI_WKV6_EXTREMES),
+                         ids=list(BI_WKV6_EXTREMES))
 def test_extreme_values(case, dtype):
-    inputs = bi_wkv6_inputs(2, 70, 1, 64, dtype=dtype, **EXTREMES[case])
+    inputs = bi_wkv6_inputs(2, 70, 1, 64, dtype=dtype,
+                            **BI_WKV6_EXTREMES[case])
     _, grads = check_bi_wkv6(forward, backward, inputs, name=case)
     gw = grads[3]  # the first and the last token's decays never matter
     assert torch.all(gw[:, 0] == 0) and torch.all(gw[:, -1] == 0)
