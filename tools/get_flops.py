@@ -44,7 +44,7 @@ def main():
     flops = count_flops(model, (torch.randn(1, 3, h, w), ))
     params = sum(p.numel() for p in model.parameters())
     print(f'input 3x{h}x{w}: {flops["total"] / 1e9:.2f} GFLOPs '
-          f'(counted {flops["traced"] / 1e9:.2f} + Bi-WKV '
+          f'(counted {flops["traced"] / 1e9:.2f} + analytic '
           f'{flops["wkv"] / 1e9:.3f}), {params / 1e6:.2f} M params')
 
 

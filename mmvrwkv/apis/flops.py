@@ -1,16 +1,24 @@
 """FLOPs as Vision-RWKV publishes them.
 
 The paper's numbers are mmcv 1.x ``get_model_complexity_info``
-multiply-accumulates plus an analytic term for the WKV op, ``29 * T * C`` per
-layer (official classification/get_flops_backbone.py). mmcv 2.x still ships
+multiply-accumulates plus an analytic term per token-mixing layer (official
+classification/get_flops_backbone.py):
+
+* VRWKV: ``29 * T * C`` for Bi-WKV;
+* VRWKV6: ``T * C * (10 * 32 + 2 * 64 + 7 * 64 + 17) + T * (5 * 32 + 64)``
+  (low-rank widths 32 and 64, head size 64), which covers Bi-WKV6 and the
+  low-rank token-shift and decay projections: those are plain parameters
+  multiplied with ``@``, which the counter does not see.
+
+mmcv 2.x still ships
 that counter (``mmcv.cnn.utils.flops_counter``): forward hooks on module
 types only, so convolutions (with their bias), linear layers, LayerNorm /
 BatchNorm / GroupNorm (``numel``, twice when affine), ReLU, pooling and
 ``nn.Upsample`` are counted, while functional ops (``F.interpolate``,
 ``torch.relu``, ``grid_sample`` inside deformable attention) and module types
 it does not list (``SyncBatchNorm``, ``GELU``) count zero. We run that very
-counter and add the WKV term from the token count each SpatialMix sees, so the
-result does not depend on which Bi-WKV kernel runs.
+counter and add the analytic term from the shape each Spatial Mix sees, so
+the result does not depend on which Bi-WKV kernel runs.
 """
 from typing import Dict, Sequence
 
@@ -19,10 +27,23 @@ import torch.nn as nn
 from mmcv.cnn.utils.flops_counter import add_flops_counting_methods
 from mmengine.model import BaseModel
 
-from ..models.layers import SpatialMix
+from ..models.layers import SpatialMix, SpatialMixV6
+from ..models.layers.spatial_mix_v6 import DECAY_RANK, HEAD_SIZE, MIX_RANK
 
 WKV_FLOPS_PER_TOKEN_CHANNEL = 29
+# official vrwkv6_flops(n, dim, head_size)
+WKV6_FLOPS_PER_TOKEN_CHANNEL = MIX_RANK * 10 + DECAY_RANK * 2 + \
+    7 * HEAD_SIZE + 17
+WKV6_FLOPS_PER_TOKEN = MIX_RANK * 5 + DECAY_RANK
 _COUNTER_ATTRS = ('__flops__', '__params__', '__batch_counter__')
+
+
+def analytic_flops(module: nn.Module, T: int, C: int) -> int:
+    """The term the official script adds for one token-mixing layer that
+    sees T tokens of C channels."""
+    if isinstance(module, SpatialMixV6):
+        return T * (C * WKV6_FLOPS_PER_TOKEN_CHANNEL + WKV6_FLOPS_PER_TOKEN)
+    return WKV_FLOPS_PER_TOKEN_CHANNEL * T * C
 
 
 def count_flops(model: nn.Module,
@@ -31,16 +52,17 @@ def count_flops(model: nn.Module,
     models (classifiers, detectors, segmentors) run with ``mode='tensor'``.
 
     Returns:
-        dict: ``total``, ``traced`` (the mmcv counter's MACs) and ``wkv``.
+        dict: ``total``, ``traced`` (the mmcv counter's MACs) and ``wkv``
+        (the analytic term of every Spatial Mix: :func:`analytic_flops`).
     """
     wkv = []
 
     def record(module, args):
         _, T, C = args[0].shape
-        wkv.append(WKV_FLOPS_PER_TOKEN_CHANNEL * T * C)
+        wkv.append(analytic_flops(module, T, C))
 
     hooks = [m.register_forward_pre_hook(record) for m in model.modules()
-             if isinstance(m, SpatialMix)]
+             if isinstance(m, (SpatialMix, SpatialMixV6))]
     was_training = model.training
     # mmcv's counter adds its methods to the module it is given: give it a
     # wrapper, which also calls mm models in tensor mode
