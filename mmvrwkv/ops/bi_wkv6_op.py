@@ -15,7 +15,7 @@ from typing import Tuple
 import torch
 
 from .bi_wkv6_ref import bi_wkv6_reference
-from .ext_loader import has_op, load_error, load_ext
+from .op_library import check_floating_tensors, compiled_supports, register_op
 
 BACKENDS = ('auto', 'compiled', 'reference')
 _warned_fallback = False
@@ -29,13 +29,7 @@ def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def _check(r, k, v, w, u):
     names = ('r', 'k', 'v', 'w', 'u')
-    for name, x in zip(names, (r, k, v, w, u)):
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f'bi_wkv6: {name} must be a torch.Tensor, '
-                            f'got {type(x).__name__}')
-        if not x.is_floating_point():
-            raise TypeError(f'bi_wkv6: {name} must be a floating-point '
-                            f'tensor, got dtype {x.dtype}')
+    check_floating_tensors('bi_wkv6', names, (r, k, v, w, u))
     if r.dim() != 3:
         raise ValueError(f'bi_wkv6: r must have shape (B, T, C), got '
                          f'{tuple(r.shape)}')
@@ -77,34 +71,13 @@ def _backward(ctx, gy):
         r, k, v, w, u, gy.to(_accumulation_dtype(r.dtype)))
 
 
-def _register() -> Tuple[bool, bool]:
-    """Register the Python parts of the operators if the extension has them.
-    Returns (operators usable, CUDA kernels built)."""
-    ext = load_ext()
-    if ext is None or not has_op('bi_wkv6', 'bi_wkv6_backward'):
-        return False, False
-    torch.library.register_fake('mmvrwkv::bi_wkv6', _fake_forward)
-    torch.library.register_fake('mmvrwkv::bi_wkv6_backward', _fake_backward)
-    torch.library.register_autograd('mmvrwkv::bi_wkv6', _backward,
-                                    setup_context=_setup_context)
-    return True, bool(ext.has_cuda())
-
-
-_HAS_OPS, _HAS_CUDA = _register()
+_HAS_OPS, _HAS_CUDA = register_op('bi_wkv6', _fake_forward, _fake_backward,
+                                  _backward, _setup_context)
 
 
 def _compiled_supports(device: torch.device) -> Tuple[bool, str]:
-    if not _HAS_OPS:
-        why = load_error() or ('it has no bi_wkv6 operator; rebuild it with '
-                               '`pip install --no-build-isolation -e .`')
-        return False, f'the compiled extension is not available ({why})'
-    if device.type == 'cpu':
-        return True, ''
-    if device.type == 'cuda':
-        if _HAS_CUDA:
-            return True, ''
-        return False, 'mmvrwkv was built without CUDA kernels'
-    return False, f'no compiled kernel for device type {device.type!r}'
+    # reads the flags at each call, so that tests can switch them off
+    return compiled_supports('bi_wkv6', _HAS_OPS, _HAS_CUDA, device)
 
 
 def _compiled(r, k, v, w, u):

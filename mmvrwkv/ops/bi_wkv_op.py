@@ -15,7 +15,7 @@ from typing import Tuple
 import torch
 
 from .bi_wkv_ref import bi_wkv_reference
-from .ext_loader import load_error, load_ext
+from .op_library import check_floating_tensors, compiled_supports, register_op
 
 BACKENDS = ('auto', 'compiled', 'reference')
 _warned_fallback = False
@@ -27,13 +27,7 @@ def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _check(w, u, k, v):
-    for name, x in (('w', w), ('u', u), ('k', k), ('v', v)):
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f'bi_wkv: {name} must be a torch.Tensor, '
-                            f'got {type(x).__name__}')
-        if not x.is_floating_point():
-            raise TypeError(f'bi_wkv: {name} must be a floating-point tensor, '
-                            f'got dtype {x.dtype}')
+    check_floating_tensors('bi_wkv', 'wukv', (w, u, k, v))
     if k.dim() != 3:
         raise ValueError(f'bi_wkv: k must have shape (B, T, C), got '
                          f'{tuple(k.shape)}')
@@ -74,33 +68,13 @@ def _backward(ctx, gy):
     return torch.ops.mmvrwkv.bi_wkv_backward(w, u, k, v, gy.to(k.dtype))
 
 
-def _register() -> Tuple[bool, bool]:
-    """Load the extension and register the Python parts of its operators.
-    Returns (operators usable, CUDA kernels built)."""
-    ext = load_ext()
-    if ext is None:
-        return False, False
-    torch.library.register_fake('mmvrwkv::bi_wkv', _fake_forward)
-    torch.library.register_fake('mmvrwkv::bi_wkv_backward', _fake_backward)
-    torch.library.register_autograd('mmvrwkv::bi_wkv', _backward,
-                                    setup_context=_setup_context)
-    return True, bool(ext.has_cuda())
-
-
-_HAS_OPS, _HAS_CUDA = _register()
+_HAS_OPS, _HAS_CUDA = register_op('bi_wkv', _fake_forward, _fake_backward,
+                                  _backward, _setup_context)
 
 
 def _compiled_supports(device: torch.device) -> Tuple[bool, str]:
-    if not _HAS_OPS:
-        return False, ('the compiled extension is not available '
-                       f'({load_error()})')
-    if device.type == 'cpu':
-        return True, ''
-    if device.type == 'cuda':
-        if _HAS_CUDA:
-            return True, ''
-        return False, 'mmvrwkv was built without CUDA kernels'
-    return False, f'no compiled kernel for device type {device.type!r}'
+    # reads the flags at each call, so that tests can switch them off
+    return compiled_supports('bi_wkv', _HAS_OPS, _HAS_CUDA, device)
 
 
 def bi_wkv(w: torch.Tensor,
