@@ -5,13 +5,13 @@ import io
 
 import pytest
 import torch
-from mmcv.ops import MultiScaleDeformableAttention
 from mmengine.registry import MODELS
 
 from mmvrwkv.models import VRWKV6, VRWKV6Adapter, VRWKVAdapter
 from tests.test_apis import official_state_dicts as official
-from tests.test_models.test_backbones.test_vrwkv_adapter import \
-    expected_adapter_params
+from .adapter_checks import (check_four_maps_at_strides_4_to_32,
+                             check_gradients_reach_every_parameter,
+                             check_with_cp_matches, expected_adapter_params)
 
 # two heads of 64 channels, one layer per interaction block
 SMALL = dict(arch=dict(embed_dims=128, num_layers=4), img_size=64,
@@ -53,32 +53,13 @@ def test_presets_are_the_vrwkv_adapter_settings_on_vrwkv6(arch):
 @pytest.mark.parametrize('size', [(64, 64), (100, 75), (70, 130)],
                          ids=lambda s: f'{s[0]}x{s[1]}')
 def test_four_maps_at_strides_4_to_32(size):
-    model = small().eval()
-    with torch.no_grad():
-        outs = model(torch.randn(2, 3, *size))
-    assert len(outs) == 4
-    H, W = (-(-s // 32) * 32 for s in size)  # padded to a multiple of 32
-    for out, stride in zip(outs, (4, 8, 16, 32)):
-        assert out.shape == (2, 128, H // stride, W // stride)
-        assert out.is_contiguous()
-        assert torch.isfinite(out).all()
+    check_four_maps_at_strides_4_to_32(small(), size)
 
 
 @pytest.mark.parametrize('mode', ['final', 'per_interaction'])
 def test_gradients_reach_every_parameter(mode):
-    model = small(vrwkv_feature=mode, init_values_inject=0.1,
-                  drop_path_rate=0.1)
-    # the deformable attention starts with zero offset/weight projections,
-    # which block the gradient to its queries; move them off zero
-    for m in model.modules():
-        if isinstance(m, MultiScaleDeformableAttention):
-            torch.nn.init.normal_(m.sampling_offsets.weight, std=0.01)
-            torch.nn.init.normal_(m.attention_weights.weight, std=0.01)
-    outs = model(torch.randn(2, 3, 64, 96))
-    sum((o * torch.randn_like(o)).sum() for o in outs).backward()
-    missing = [n for n, p in model.named_parameters()
-               if p.grad is None or not torch.any(p.grad != 0)]
-    assert missing == []
+    check_gradients_reach_every_parameter(
+        small(vrwkv_feature=mode, init_values_inject=0.1, drop_path_rate=0.1))
 
 
 def test_with_cp_matches():
@@ -88,15 +69,7 @@ def test_with_cp_matches():
     b.load_state_dict(a.state_dict())
     assert all(layer.with_cp for layer in b.layers)
     assert b.spm.with_cp and b.interactions[0].injector.with_cp
-    x = torch.randn(2, 3, 64, 64)
-    ya, yb = a(x), b(x)
-    for u, v in zip(ya, yb):
-        torch.testing.assert_close(u, v)
-    sum(o.sum() for o in ya).backward()
-    sum(o.sum() for o in yb).backward()
-    for (n, p), q in zip(a.named_parameters(), b.parameters()):
-        torch.testing.assert_close(p.grad, q.grad, atol=1e-4, rtol=1e-4,
-                                   msg=n)
+    check_with_cp_matches(a, b)
 
 
 def test_frozen_stages_freeze_the_backbone_part():

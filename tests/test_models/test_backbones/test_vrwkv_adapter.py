@@ -1,9 +1,11 @@
 """VRWKVAdapter: strides, presets, gradients, options, errors."""
 import pytest
 import torch
-from mmcv.ops import MultiScaleDeformableAttention
 
 from mmvrwkv.models import VRWKV, VRWKVAdapter
+from .adapter_checks import (check_four_maps_at_strides_4_to_32,
+                             check_gradients_reach_every_parameter,
+                             check_with_cp_matches, expected_adapter_params)
 
 # A narrow adapter that runs in well under a second on a CPU.
 SMALL = dict(arch=dict(embed_dims=64, num_layers=4), img_size=64,
@@ -13,36 +15,6 @@ SMALL = dict(arch=dict(embed_dims=64, num_layers=4), img_size=64,
 
 def small(**kwargs):
     return VRWKVAdapter(**{**SMALL, **kwargs})
-
-
-def conv_out(n, k, s, p):
-    return (n + 2 * p - k) // s + 1
-
-
-def expected_adapter_params(C, heads, ratio, blocks, inplane=64,
-                            cffn=0.25, points=4):
-    """Count of the adapter's own parameters, from its architecture."""
-    def deform(levels):
-        v = int(C * ratio)
-        return (C * heads * levels * points * 2 + heads * levels * points * 2
-                + C * heads * levels * points + heads * levels * points
-                + C * v + v + v * C + C)
-
-    def ln():
-        return 2 * C
-    h = int(C * cffn)
-    ffn = C * h + h + 9 * h + h + h * C + C
-    injector = C + 2 * ln() + deform(3)
-    extractor = 2 * ln() + deform(1) + ffn + ln()
-    i = inplane
-    spm = (27 * i + 2 * i + 2 * (9 * i * i + 2 * i)  # stem
-           + 9 * i * 2 * i + 4 * i + 9 * 2 * i * 4 * i + 8 * i
-           + 9 * 4 * i * 4 * i + 8 * i
-           + (i + 2 * i + 4 * i + 4 * i) * C + 4 * C)  # fc1..fc4
-    up = C * C * 4 + C
-    norms = 4 * 2 * C
-    return (3 * C + spm + blocks * (injector + extractor)
-            + 2 * extractor + up + norms)
 
 
 @pytest.mark.parametrize('arch,heads,ratio,img,total', [
@@ -66,14 +38,7 @@ def test_presets_param_count(arch, heads, ratio, img, total):
 @pytest.mark.parametrize('size', [(64, 64), (96, 160), (100, 75),
                                   (224, 200)], ids=lambda s: f'{s[0]}x{s[1]}')
 def test_four_maps_at_strides_4_to_32(size):
-    model = small().eval()
-    with torch.no_grad():
-        outs = model(torch.randn(2, 3, *size))
-    assert len(outs) == 4
-    H, W = (-(-s // 32) * 32 for s in size)  # padded to a multiple of 32
-    for out, stride in zip(outs, (4, 8, 16, 32)):
-        assert out.shape == (2, 64, H // stride, W // stride)
-        assert torch.isfinite(out).all()
+    check_four_maps_at_strides_4_to_32(small(), size)
 
 
 @pytest.mark.parametrize('mode', ['final', 'per_interaction', None])
@@ -103,19 +68,8 @@ def test_tiny_preset_forward():
 
 @pytest.mark.parametrize('mode', ['final', 'per_interaction', None])
 def test_gradients_reach_every_parameter(mode):
-    model = small(vrwkv_feature=mode, init_values_inject=0.1,
-                  drop_path_rate=0.1)
-    # the deformable attention starts with zero offset/weight projections,
-    # which block the gradient to its queries; move them off zero
-    for m in model.modules():
-        if isinstance(m, MultiScaleDeformableAttention):
-            torch.nn.init.normal_(m.sampling_offsets.weight, std=0.01)
-            torch.nn.init.normal_(m.attention_weights.weight, std=0.01)
-    outs = model(torch.randn(2, 3, 64, 96))
-    sum((o * torch.randn_like(o)).sum() for o in outs).backward()
-    missing = [n for n, p in model.named_parameters()
-               if p.grad is None or not torch.any(p.grad != 0)]
-    assert missing == []
+    check_gradients_reach_every_parameter(
+        small(vrwkv_feature=mode, init_values_inject=0.1, drop_path_rate=0.1))
 
 
 def test_feature_modes_differ_with_same_weights():
@@ -157,15 +111,7 @@ def test_with_cp_matches():
     a = small()
     b = small(with_cp=True)
     b.load_state_dict(a.state_dict())
-    a.train(), b.train()
-    x = torch.randn(2, 3, 64, 64)
-    ya, yb = a(x), b(x)
-    for u, v in zip(ya, yb):
-        assert torch.allclose(u, v, atol=1e-5)
-    sum(o.sum() for o in ya).backward()
-    sum(o.sum() for o in yb).backward()
-    for (n, p), q in zip(a.named_parameters(), b.parameters()):
-        assert torch.allclose(p.grad, q.grad, atol=1e-4, rtol=1e-4), n
+    check_with_cp_matches(a, b)
 
 
 def test_layer_depth():
