@@ -17,15 +17,14 @@ Usage:
         [--det-size 800 1333] [--threads 0] [--json docs/bench_compile.json]
 """
 import argparse
-import json
 import os
-import platform
 import statistics
 import time
 
 import torch
 
 from bench_train_step import CONFIG, ROOT, build_model, synthetic_batch
+from report import load_average, machine_info, print_table, write_json
 
 
 def _timed(fn):
@@ -110,9 +109,7 @@ def main():
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    machine = dict(torch=torch.__version__, threads=torch.get_num_threads(),
-                   cpu=platform.processor() or platform.machine(),
-                   load_before=[round(v, 2) for v in os.getloadavg()])
+    machine = machine_info()
     print(machine, flush=True)
     rows = [bench_backbone(s, args.repeats) for s in args.sizes]
     for r in rows:
@@ -120,15 +117,11 @@ def main():
     if not args.no_det:
         rows.append(bench_mask_rcnn(*args.det_size, max(2, args.repeats // 2)))
         print(rows[-1], flush=True)
-    machine['load_after'] = [round(v, 2) for v in os.getloadavg()]
-    print('| case | eager ms | compiled ms | speed-up | compile s |')
-    print('|---|---|---|---|---|')
-    for r in rows:
-        print(f"| {r['case']} | {r['eager_ms']} | {r['compiled_ms']} | "
-              f"{r['speedup']} | {r['compile_s']} |")
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(dict(machine=machine, rows=rows), f, indent=1)
+    machine['load_after'] = load_average()
+    print_table(['case', 'eager ms', 'compiled ms', 'speed-up', 'compile s'],
+                [[r['case'], r['eager_ms'], r['compiled_ms'], r['speedup'],
+                  r['compile_s']] for r in rows])
+    write_json(args.json, machine, rows)
 
 
 if __name__ == '__main__':

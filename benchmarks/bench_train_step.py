@@ -19,15 +19,15 @@ Usage:
         [--modes fp32 bf16] [--json out.json]
 """
 import argparse
-import json
 import logging
 import os
-import platform
 import statistics
 import time
 
 import numpy as np
 import torch
+
+from report import load_average, machine_info, print_table, write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, 'configs', 'mask_rcnn_vrwkv_t.py')
@@ -115,7 +115,7 @@ def bench(mode, args):
                 images_per_s=round(1 / median, 4),
                 iter_seconds=[round(t, 2) for t in times],
                 losses=[round(v, 3) for v in losses],
-                load=[round(v, 2) for v in os.getloadavg()])
+                load=load_average())
 
 
 def main():
@@ -133,24 +133,17 @@ def main():
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    machine = dict(torch=torch.__version__, threads=torch.get_num_threads(),
-                   cpu=platform.processor() or platform.machine(),
-                   bf16_isa=torch.backends.cpu.get_cpu_capability(),
-                   load_before=[round(v, 2) for v in os.getloadavg()])
+    machine = machine_info(bf16_isa=torch.backends.cpu.get_cpu_capability())
     print(machine, flush=True)
     rows = []
     for mode in args.modes:
         rows.append(bench(mode, args))
         print(rows[-1], flush=True)
-    machine['load_after'] = [round(v, 2) for v in os.getloadavg()]
-    print('| precision | s / iteration | images / s | load (1 min) |')
-    print('|---|---|---|---|')
-    for r in rows:
-        print(f"| {r['mode']} | {r['seconds_per_iter']} | "
-              f"{r['images_per_s']} | {r['load'][0]} |")
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(dict(machine=machine, rows=rows), f, indent=1)
+    machine['load_after'] = load_average()
+    print_table(['precision', 's / iteration', 'images / s', 'load (1 min)'],
+                [[r['mode'], r['seconds_per_iter'], r['images_per_s'],
+                  r['load'][0]] for r in rows])
+    write_json(args.json, machine, rows)
 
 
 if __name__ == '__main__':
