@@ -1,6 +1,20 @@
 """Helpers shared by the operator tests."""
 import numpy as np
+import pytest
 import torch
+
+from mmvrwkv.ops import available_backends
+
+# The compiled Bi-WKV kernels: tests of them are skipped (needs_ext) without
+# the extension, and their 'cuda' device (CUDA_DEVICE, beside 'cpu' and the
+# emulator's cuda_emu.device_param() in a test's DEVICES) without a GPU and
+# the CUDA kernels.
+HAS_EXT = 'compiled' in available_backends('cpu')
+needs_ext = pytest.mark.skipif(not HAS_EXT, reason='extension not built')
+CUDA_DEVICE = pytest.param('cuda', marks=pytest.mark.skipif(
+    not (torch.cuda.is_available()
+         and 'compiled' in available_backends('cuda')),
+    reason='needs a GPU and the CUDA kernels'))
 
 
 def naive_bi_wkv(w, u, k, v, eps=1e-6):
@@ -37,6 +51,21 @@ def assert_rel_close(actual, expected, tol, name='', floor=1e-3):
     assert err <= tol, f'{name}: relative error {err:.3g} > {tol:.3g}'
 
 
+def check_compile_fullgraph(loss, inputs, names, backend):
+    """``loss(*inputs)`` and its gradients with respect to ``inputs`` (named
+    by ``names``) are the same under ``torch.compile(fullgraph=True)`` with
+    ``backend`` as in eager mode; fullgraph fails on any graph break."""
+    torch._dynamo.reset()
+    want = loss(*inputs)
+    want_grads = torch.autograd.grad(want, inputs)
+    compiled = torch.compile(loss, fullgraph=True, backend=backend)
+    got = compiled(*inputs)
+    got_grads = torch.autograd.grad(got, inputs)
+    assert_rel_close(got, want, 1e-6)
+    for name, a, b in zip(names, got_grads, want_grads):
+        assert_rel_close(a, b, 1e-6, name=f'grad {name}')
+
+
 def make_inputs(B, T, C, dtype=torch.float32, device='cpu', k_scale=1.0,
                 requires_grad=False):
     g = torch.Generator().manual_seed(B * 1000003 + T * 1009 + C)
@@ -51,6 +80,32 @@ def make_inputs(B, T, C, dtype=torch.float32, device='cpu', k_scale=1.0,
         for x in out:
             x.requires_grad_(True)
     return out
+
+
+# Sums that cross chunks of tokens: the sums entering consecutive chunks
+# differ by far more than the float32 range.
+CHUNK_CASES = ['peaks', 'rising-with-growth', 'bonus']
+
+
+def chunk_crossing_inputs(case, T=700, C=16):
+    """float64 (w, u, k, v) of batch 1 for one of CHUNK_CASES: two peaks in
+    k, k rising across the sequence with growth (w < 0), or a large bonus u
+    beside peaks every 37 tokens."""
+    g = torch.Generator().manual_seed(0)
+    k = torch.randn(1, T, C, generator=g, dtype=torch.float64) * 3
+    v = torch.randn(1, T, C, generator=g, dtype=torch.float64)
+    w = torch.full((C, ), 0.25, dtype=torch.float64)
+    u = torch.zeros(C, dtype=torch.float64)
+    if case == 'peaks':  # dominate ~360 tokens each way, then fade out
+        k[0, 5] += 100
+        k[0, T - 5] += 100
+    elif case == 'rising-with-growth':
+        k += torch.linspace(-500, 500, T, dtype=torch.float64)[None, :, None]
+        w = -w
+    else:
+        u = torch.linspace(-20, 20, C, dtype=torch.float64)
+        k[0, ::37] += 200
+    return w, u, k, v
 
 
 # ---- Bi-WKV6 (VRWKV6) -----------------------------------------------------

@@ -4,21 +4,16 @@ import warnings
 import pytest
 import torch
 
-from mmvrwkv.ops import (available_backends, bi_wkv, bi_wkv_op,
-                         bi_wkv_reference, ext_loader)
+from mmvrwkv.ops import bi_wkv, bi_wkv_op, bi_wkv_reference, ext_loader
 from . import cuda_emu
 from .cuda_emu import run, tensor_device
-from .helpers import assert_rel_close, make_inputs, naive_bi_wkv
+from .helpers import (CHUNK_CASES, CUDA_DEVICE, HAS_EXT, assert_rel_close,
+                      chunk_crossing_inputs, make_inputs, naive_bi_wkv,
+                      needs_ext)
 
-HAS_EXT = 'compiled' in available_backends('cpu')
-HAS_CUDA = torch.cuda.is_available() and 'compiled' in available_backends(
-    'cuda')
 # 'cuda-emu': the CUDA kernels compiled for a CPU emulation of the CUDA
 # execution model (tests/test_ops/cuda_emu), on CPU tensors, in every run.
-DEVICES = ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
-    not HAS_CUDA, reason='needs a GPU and the CUDA kernels')),
-    cuda_emu.device_param()]
-needs_ext = pytest.mark.skipif(not HAS_EXT, reason='extension not built')
+DEVICES = ['cpu', CUDA_DEVICE, cuda_emu.device_param()]
 
 # B, T, C: T=1, odd C, T not a multiple of any chunk size, C < 16 and > 32
 SHAPES = [(1, 1, 1), (2, 1, 3), (2, 7, 5), (3, 37, 19), (1, 196, 33),
@@ -74,26 +69,12 @@ def test_extreme_decay(device):
 
 
 @needs_ext
-@pytest.mark.parametrize('case', ['peaks', 'rising-with-growth', 'bonus'])
+@pytest.mark.parametrize('case', CHUNK_CASES)
 def test_cpu_fast_forward_across_chunks(case):
     """The float CPU forward for model-like parameters (|w| <= 0.25,
     |u| <= 20) scales each 64-token chunk by one exponent. Here the sums
     entering consecutive chunks differ by far more than the float range."""
-    T, C = 700, 16
-    g = torch.Generator().manual_seed(0)
-    k = torch.randn(1, T, C, generator=g, dtype=torch.float64) * 3
-    v = torch.randn(1, T, C, generator=g, dtype=torch.float64)
-    w = torch.full((C,), 0.25, dtype=torch.float64)
-    u = torch.zeros(C, dtype=torch.float64)
-    if case == 'peaks':  # dominate ~360 tokens each way, then fade out
-        k[0, 5] += 100
-        k[0, T - 5] += 100
-    elif case == 'rising-with-growth':
-        k += torch.linspace(-500, 500, T, dtype=torch.float64)[None, :, None]
-        w = -w
-    else:
-        u = torch.linspace(-20, 20, C, dtype=torch.float64)
-        k[0, ::37] += 200
+    w, u, k, v = chunk_crossing_inputs(case)
     y = bi_wkv(*(x.float() for x in (w, u, k, v)), backend='compiled')
     assert_rel_close(y, naive_bi_wkv(w, u, k, v), 1e-5)
 

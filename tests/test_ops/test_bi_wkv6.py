@@ -17,7 +17,8 @@ import torch
 from mmvrwkv.ops import (bi_wkv6, bi_wkv6_available_backends, bi_wkv6_op,
                          bi_wkv6_reference)
 from .helpers import (BI_WKV6_EXTREMES, BI_WKV6_TOL, assert_rel_close,
-                      bi_wkv6_expected, bi_wkv6_inputs, check_bi_wkv6)
+                      bi_wkv6_expected, bi_wkv6_inputs, check_bi_wkv6,
+                      check_compile_fullgraph)
 
 HAS_OPS = 'compiled' in bi_wkv6_available_backends('cpu')
 HAS_CUDA = torch.cuda.is_available() and \
@@ -233,16 +234,8 @@ def _loss(r, k, v, w, u):
 
 @pytest.mark.parametrize('backend', ['aot_eager', 'inductor'])
 def test_compile_fullgraph_forward_backward(backend):
-    torch._dynamo.reset()
     inputs = [x.requires_grad_() for x in bi_wkv6_inputs(2, 37, 2, 8)]
-    want = _loss(*inputs)
-    want_grads = torch.autograd.grad(want, inputs)
-    compiled = torch.compile(_loss, fullgraph=True, backend=backend)
-    got = compiled(*inputs)
-    got_grads = torch.autograd.grad(got, inputs)
-    assert_rel_close(got, want, 1e-6)
-    for name, a, b in zip('rkvwu', got_grads, want_grads):
-        assert_rel_close(a, b, 1e-6, name=f'grad {name}')
+    check_compile_fullgraph(_loss, inputs, 'rkvwu', backend)
 
 
 def test_export_with_dynamic_tokens():

@@ -29,18 +29,13 @@ import functools
 import pytest
 import torch
 
-from mmvrwkv.ops import available_backends, bi_wkv
+from mmvrwkv.ops import bi_wkv
 from . import cuda_emu
 from .cuda_emu import run, tensor_device
-from .helpers import naive_bi_wkv
+from .helpers import CUDA_DEVICE, naive_bi_wkv, needs_ext
 
-pytestmark = pytest.mark.skipif('compiled' not in available_backends('cpu'),
-                                reason='extension not built')
-HAS_CUDA = torch.cuda.is_available() and 'compiled' in available_backends(
-    'cuda')
-DEVICES = ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
-    not HAS_CUDA, reason='needs a GPU and the CUDA kernels')),
-    cuda_emu.device_param()]
+pytestmark = needs_ext
+DEVICES = ['cpu', CUDA_DEVICE, cuda_emu.device_param()]
 
 TS = [256, 2048, 4096, 16384]
 C = 32  # two blocks of the CPU kernels, one warp of channels on CUDA

@@ -6,18 +6,13 @@ sequences (T = 65536)."""
 import pytest
 import torch
 
-from mmvrwkv.ops import available_backends, bi_wkv
+from mmvrwkv.ops import bi_wkv
 from . import cuda_emu
 from .cuda_emu import run, tensor_device
-from .helpers import assert_rel_close, naive_bi_wkv
+from .helpers import CUDA_DEVICE, assert_rel_close, naive_bi_wkv, needs_ext
 
-pytestmark = pytest.mark.skipif('compiled' not in available_backends('cpu'),
-                                reason='extension not built')
-HAS_CUDA = torch.cuda.is_available() and 'compiled' in available_backends(
-    'cuda')
-DEVICES = ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
-    not HAS_CUDA, reason='needs a GPU and the CUDA kernels')),
-    cuda_emu.device_param()]
+pytestmark = needs_ext
+DEVICES = ['cpu', CUDA_DEVICE, cuda_emu.device_param()]
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 DTYPE_IDS = ['fp16', 'bf16', 'fp32', 'fp64']

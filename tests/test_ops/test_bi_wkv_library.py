@@ -3,15 +3,12 @@ torch.compile without graph breaks, and torch.export."""
 import pytest
 import torch
 
-from mmvrwkv.ops import available_backends, bi_wkv
-from .helpers import assert_rel_close, make_inputs
+from mmvrwkv.ops import bi_wkv
+from .helpers import (CUDA_DEVICE, check_compile_fullgraph, make_inputs,
+                      needs_ext)
 
-HAS_CUDA = torch.cuda.is_available() and 'compiled' in available_backends(
-    'cuda')
-DEVICES = ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
-    not HAS_CUDA, reason='needs a GPU and the CUDA kernels'))]
-pytestmark = pytest.mark.skipif('compiled' not in available_backends('cpu'),
-                                reason='extension not built')
+DEVICES = ['cpu', CUDA_DEVICE]
+pytestmark = needs_ext
 
 SHAPES = [(1, 1, 1), (2, 7, 5), (3, 37, 19), (1, 70, 33)]
 ids = ['B{}-T{}-C{}'.format(*s) for s in SHAPES]
@@ -47,16 +44,8 @@ def _loss(w, u, k, v):
 
 @pytest.mark.parametrize('backend', ['aot_eager', 'inductor'])
 def test_compile_fullgraph_forward_backward(backend):
-    torch._dynamo.reset()
-    inputs = make_inputs(2, 37, 19, requires_grad=True)
-    want = _loss(*inputs)
-    want_grads = torch.autograd.grad(want, inputs)
-    compiled = torch.compile(_loss, fullgraph=True, backend=backend)
-    got = compiled(*inputs)
-    got_grads = torch.autograd.grad(got, inputs)
-    assert_rel_close(got, want, 1e-6)
-    for name, a, b in zip('wukv', got_grads, want_grads):
-        assert_rel_close(a, b, 1e-6, name=f'grad {name}')
+    check_compile_fullgraph(
+        _loss, make_inputs(2, 37, 19, requires_grad=True), 'wukv', backend)
 
 
 def test_export_with_dynamic_tokens():

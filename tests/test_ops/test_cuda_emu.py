@@ -12,7 +12,8 @@ import torch
 
 from mmvrwkv.ops import bi_wkv_reference
 from . import cuda_emu
-from .helpers import assert_rel_close, make_inputs, naive_bi_wkv
+from .helpers import (CHUNK_CASES, assert_rel_close, chunk_crossing_inputs,
+                      make_inputs, naive_bi_wkv)
 
 pytestmark = pytest.mark.skipif(not cuda_emu.SUPPORTED,
                                 reason=cuda_emu.WHY_UNSUPPORTED)
@@ -77,27 +78,13 @@ def test_large_grid_matches_reference(emu):
         assert_rel_close(a, b, 5e-4, name=f'grad {name}')
 
 
-@pytest.mark.parametrize('case', ['peaks', 'rising-with-growth', 'bonus'])
+@pytest.mark.parametrize('case', CHUNK_CASES)
 def test_sums_across_token_chunks(case):
     """T = 700 is cut into 10 segments of 4 chunks of 16-18 tokens on the
     emulated 132-SM device (16 chunks of 44 tokens on one SM); the sums
     entering a chunk differ from its own by far more than the float32 range
     (the cases of test_cpu_fast_forward_across_chunks)."""
-    T, C = 700, 16
-    g = torch.Generator().manual_seed(0)
-    k = torch.randn(1, T, C, generator=g, dtype=torch.float64) * 3
-    v = torch.randn(1, T, C, generator=g, dtype=torch.float64)
-    w = torch.full((C, ), 0.25, dtype=torch.float64)
-    u = torch.zeros(C, dtype=torch.float64)
-    if case == 'peaks':
-        k[0, 5] += 100
-        k[0, T - 5] += 100
-    elif case == 'rising-with-growth':
-        k += torch.linspace(-500, 500, T, dtype=torch.float64)[None, :, None]
-        w = -w
-    else:
-        u = torch.linspace(-20, 20, C, dtype=torch.float64)
-        k[0, ::37] += 200
+    w, u, k, v = chunk_crossing_inputs(case)
     inputs = [x.float().requires_grad_() for x in (w, u, k, v)]
     y = cuda_emu.bi_wkv(*inputs)
     assert_rel_close(y, naive_bi_wkv(w, u, k, v), 1e-5)
