@@ -1,10 +1,12 @@
-"""Export a VRWKV model to ONNX and check the file with onnxruntime.
+"""Export a VRWKV or VRWKV6 model to ONNX and check the file with
+onnxruntime.
 
     python tools/export_onnx.py configs/vrwkv_t_in1k.py vrwkv_t.pth \
         --out vrwkv_t.onnx
     python tools/export_onnx.py configs/upernet_vrwkv_t.py upernet_t.pth \
         --shape 512 512 --out upernet_t.onnx
     python tools/export_onnx.py configs/upernet_vrwkv_t.py --backbone-only
+    python tools/export_onnx.py configs/upernet_vrwkv6_t.py --shape 512 512
 
 What is exported: a graph of fixed input shape (B, 3, H, W) (``--batch``,
 ``--shape``; default 1 x 3 x 224 x 224), an image normalised as the config's
@@ -18,17 +20,23 @@ data_preprocessor does (mean/std, RGB), which stays outside the graph, to
   outputs, ``feat0``, ``feat1``, ...
 
 ONNX has no Bi-WKV operator: the model is captured with ``torch.export``,
-where Bi-WKV is the operator ``torch.ops.mmvrwkv.bi_wkv``, which is then
-replaced by :func:`mmvrwkv.ops.bi_wkv_chunked.bi_wkv_chunked` (the same
-function from standard operators, exact, O(T^1.5) memory) before torch's
-ONNX exporter runs (``ExportedProgram.run_decompositions``). Q-Shift is
+where VRWKV's Bi-WKV is the operator ``torch.ops.mmvrwkv.bi_wkv`` and
+VRWKV6's Bi-WKV6 the operator ``torch.ops.mmvrwkv.bi_wkv6``; before torch's
+ONNX exporter runs (``ExportedProgram.run_decompositions``) they are
+replaced by :func:`mmvrwkv.ops.bi_wkv_chunked.bi_wkv_chunked` and
+:func:`mmvrwkv.ops.bi_wkv6_chunked.bi_wkv6_chunked`, the same sums from
+standard operators, in chunks of ``--chunk`` tokens (default
+ceil(sqrt(T))) and without loops, so the graph does not grow with the token
+count (O(T^1.5) memory). Q-Shift (VRWKV's and VRWKV6's per-head one) is
 traced in an equivalent form from slices and padding
-(:func:`q_shift_padded`), which gives a graph a third the size. The
-adapter's deformable attention exports through mmcv's PyTorch function.
+(:func:`q_shift_padded`, :func:`q_shift_multihead_padded`), which gives a
+graph a third the size. The adapters' deformable attention exports through
+mmcv's PyTorch function.
 
 The file is then run in onnxruntime on a random input and compared with
-PyTorch eager (the same weights; Bi-WKV there is the compiled kernel, so the
-check is independent of the decomposition): the tool prints the largest
+PyTorch eager (the same weights; Bi-WKV and Bi-WKV6 there are the compiled
+kernels, so the check is independent of the decompositions): the tool
+prints the largest
 absolute difference and the difference relative to the largest output
 magnitude, and exits with status 1 if that exceeds ``--rtol`` (default
 1e-4).
@@ -176,8 +184,11 @@ def export_decompositions(chunk: Optional[int] = None) -> dict:
     """The mmvrwkv operators in standard ones, for
     ``ExportedProgram.run_decompositions``: Bi-WKV as
     :func:`~mmvrwkv.ops.bi_wkv_chunked.bi_wkv_chunked` and, when registered,
-    the CUDA deformable attention as mmcv's PyTorch function (a model traced
-    on the CPU already uses that)."""
+    Bi-WKV6 as :func:`~mmvrwkv.ops.bi_wkv6_chunked.bi_wkv6_chunked` (both in
+    chunks of ``chunk`` tokens, default ceil(sqrt(T))) and the CUDA
+    deformable attention as mmcv's PyTorch function (a model traced on the
+    CPU already uses that)."""
+    from mmvrwkv.ops.bi_wkv6_chunked import bi_wkv6_chunked
     from mmvrwkv.ops.bi_wkv_chunked import bi_wkv_chunked
     try:
         table = {torch.ops.mmvrwkv.bi_wkv.default:
@@ -186,10 +197,33 @@ def export_decompositions(chunk: Optional[int] = None) -> dict:
         raise ExportError(
             'torch.ops.mmvrwkv.bi_wkv is not registered: build the '
             'extension (`pip install --no-build-isolation -e .`)') from err
+    if hasattr(torch.ops.mmvrwkv, 'bi_wkv6'):
+        table[torch.ops.mmvrwkv.bi_wkv6.default] = partial(bi_wkv6_chunked,
+                                                           chunk=chunk)
     if hasattr(torch.ops.mmvrwkv, 'ms_deform_attn'):
         table[torch.ops.mmvrwkv.ms_deform_attn.default] = \
             _ms_deform_attn_pytorch
     return table
+
+
+def _quad_shift_padded(src: torch.Tensor, shift_pixel: int,
+                       groups: Sequence[int]) -> torch.Tensor:
+    """``_quad_shift`` of :mod:`mmvrwkv.models.layers.shift` (``src`` of
+    shape (B, H, W, ..., c), channel groups ``groups``) from slices, zero
+    padding and one concatenation."""
+    H, W = src.shape[1:3]
+    sw, sh = min(shift_pixel, W), min(shift_pixel, H)
+    _, g1, g2, g3, g4 = groups
+    keep = (0, 0) * (src.dim() - 3)  # the dims after W, channels included
+    pad = torch.nn.functional.pad
+    parts = [
+        pad(src[:, :, :W - sw, ..., :g1], keep + (sw, 0)),  # from the left
+        pad(src[:, :, sw:, ..., g1:g2], keep + (0, sw)),  # from the right
+        pad(src[:, :H - sh, :, ..., g2:g3], keep + (0, 0, sh, 0)),  # above
+        pad(src[:, sh:, :, ..., g3:g4], keep + (0, 0, 0, sh)),  # below
+        src[..., g4:],
+    ]
+    return torch.cat(parts, dim=-1)
 
 
 def q_shift_padded(x: torch.Tensor, shift_pixel: int, gamma: float,
@@ -202,41 +236,51 @@ def q_shift_padded(x: torch.Tensor, shift_pixel: int, gamma: float,
     optimiser take minutes); this is 9 Slice/Pad nodes and a Concat."""
     B, N, C = x.shape
     H, W = patch_resolution
-    sw, sh = min(shift_pixel, W), min(shift_pixel, H)
-    g1, g2, g3, g4 = (int(C * gamma * i) for i in range(1, 5))
-    src = x.reshape(B, H, W, C)
-    pad = torch.nn.functional.pad
-    parts = [
-        pad(src[:, :, :W - sw, :g1], (0, 0, sw, 0)),  # from the left
-        pad(src[:, :, sw:, g1:g2], (0, 0, 0, sw)),  # from the right
-        pad(src[:, :H - sh, :, g2:g3], (0, 0, 0, 0, sh, 0)),  # from above
-        pad(src[:, sh:, :, g3:g4], (0, 0, 0, 0, 0, sh)),  # from below
-        src[..., g4:],
-    ]
-    return torch.cat(parts, dim=-1).reshape(B, N, C)
+    groups = [int(C * gamma * i) for i in range(5)]
+    return _quad_shift_padded(x.reshape(B, H, W, C), shift_pixel,
+                              groups).reshape(B, N, C)
+
+
+def q_shift_multihead_padded(x: torch.Tensor, shift_pixel: int,
+                             gamma: float, patch_resolution: Sequence[int],
+                             head_dim: int = 64) -> torch.Tensor:
+    """:func:`mmvrwkv.models.layers.shift.q_shift_multihead` (VRWKV6's
+    Q-Shift within each head) in the form of :func:`q_shift_padded`."""
+    B, N, C = x.shape
+    H, W = patch_resolution
+    if C % head_dim:
+        raise ValueError(f'q_shift_multihead: {C} channels are not a whole '
+                         f'number of heads of {head_dim}')
+    groups = [int(head_dim * gamma * i) for i in range(5)]
+    src = x.reshape(B, H, W, C // head_dim, head_dim)
+    return _quad_shift_padded(src, shift_pixel, groups).reshape(B, N, C)
 
 
 @contextlib.contextmanager
 def padded_q_shift(model: nn.Module):
-    """Every Q-Shift of ``model`` as :func:`q_shift_padded` inside the
-    context."""
-    from mmvrwkv.models.layers.shift import q_shift
-    changed = [m for m in model.modules()
-               if getattr(m, 'shift_func', None) is q_shift]
-    for m in changed:
-        m.shift_func = q_shift_padded
+    """Every Q-Shift of ``model`` (``q_shift`` and VRWKV6's
+    ``q_shift_multihead``) as :func:`q_shift_padded` /
+    :func:`q_shift_multihead_padded` inside the context."""
+    from mmvrwkv.models.layers.shift import q_shift, q_shift_multihead
+    padded = {q_shift: q_shift_padded,
+              q_shift_multihead: q_shift_multihead_padded}
+    changed = [(m, m.shift_func) for m in model.modules()
+               if getattr(m, 'shift_func', None) in padded]
+    for m, func in changed:
+        m.shift_func = padded[func]
     try:
         yield
     finally:
-        for m in changed:
-            m.shift_func = q_shift
+        for m, func in changed:
+            m.shift_func = func
 
 
 def export_onnx(module: TensorForward, x: torch.Tensor, out: str,
                 chunk: Optional[int] = None,
                 opset: Optional[int] = None) -> List[str]:
-    """torch.export ``module`` on ``x``, replace Bi-WKV by
-    :func:`bi_wkv_chunked` and write the ONNX file ``out`` (weights inside).
+    """torch.export ``module`` on ``x``, replace Bi-WKV and Bi-WKV6 by
+    standard operators (:func:`export_decompositions`) and write the ONNX
+    file ``out`` (weights inside).
 
     Returns:
         list[str]: the output names.
@@ -296,8 +340,9 @@ def compare_with_onnxruntime(path: str, module: nn.Module, x: torch.Tensor,
 # ---- command line -----------------------------------------------------------
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description='Export a VRWKV classifier, segmentor or backbone to '
-        'ONNX (Bi-WKV as standard operators) and check it in onnxruntime.')
+        description='Export a VRWKV or VRWKV6 classifier, segmentor or '
+        'backbone to ONNX (Bi-WKV / Bi-WKV6 as standard operators) and check '
+        'it in onnxruntime.')
     parser.add_argument('config', help='mmpretrain/mmseg (or, with '
                         '--backbone-only, mmdet) config')
     parser.add_argument('checkpoint', nargs='?', default=None,
@@ -314,7 +359,8 @@ def parse_args(argv=None):
     parser.add_argument('--backbone-only', action='store_true',
                         help='export only model.backbone')
     parser.add_argument('--chunk', type=int, default=None,
-                        help='Bi-WKV chunk length (default: ceil(sqrt(T)))')
+                        help='Bi-WKV / Bi-WKV6 chunk length (default: '
+                        'ceil(sqrt(T)))')
     parser.add_argument('--opset', type=int, default=None,
                         help="ONNX opset (default: torch's)")
     parser.add_argument('--rtol', type=float, default=1e-4,

@@ -1,5 +1,6 @@
-"""tools/export_onnx.py: VRWKV backbone, classifier and UperNet to ONNX
-(Bi-WKV as standard operators), checked in onnxruntime against PyTorch."""
+"""tools/export_onnx.py: VRWKV and VRWKV6 backbones, classifier and UperNet
+to ONNX (Bi-WKV and Bi-WKV6 as standard operators), checked in onnxruntime
+against PyTorch."""
 import os
 import re
 import subprocess
@@ -10,6 +11,8 @@ import pytest
 import torch
 
 from mmvrwkv.ops import available_backends
+from ..test_ops.helpers import (BI_WKV6_EXTREMES, BI_WKV6_TOL,
+                                assert_rel_close, bi_wkv6_inputs)
 from .tool_loader import ROOT, load_tool
 
 pytestmark = pytest.mark.skipif('compiled' not in available_backends('cpu'),
@@ -19,6 +22,8 @@ export_onnx = load_tool('export_onnx')
 CLS_CONFIG = os.path.join(ROOT, 'configs', 'vrwkv_t_in1k.py')
 SEG_CONFIG = os.path.join(ROOT, 'configs', 'upernet_vrwkv_t.py')
 DET_CONFIG = os.path.join(ROOT, 'configs', 'mask_rcnn_vrwkv_t.py')
+CLS6_CONFIG = os.path.join(ROOT, 'configs', 'vrwkv6_t_in1k.py')
+SEG6_CONFIG = os.path.join(ROOT, 'configs', 'upernet_vrwkv6_t.py')
 RTOL = 1e-4
 
 
@@ -44,6 +49,20 @@ def test_backbone(size, tmp_path):
     (feat, ) = result['outputs']
     assert feat['name'] == 'feat0'
     assert feat['shape'] == [1, 192, size // 16, size // 16]
+
+
+@pytest.mark.parametrize('shape', [(224, 224), (512, 384)],
+                         ids=['224', '512x384'])
+def test_vrwkv6_backbone(shape, tmp_path):
+    """VRWKV6-T: Bi-WKV6 through its decomposition, Q-Shift per head
+    through its padded form (no ScatterND left)."""
+    result = export_and_check(CLS6_CONFIG, shape, tmp_path,
+                              backbone_only=True)
+    (feat, ) = result['outputs']
+    assert feat['name'] == 'feat0'
+    assert feat['shape'] == [1, 192, shape[0] // 16, shape[1] // 16]
+    graph = onnx.load(str(tmp_path / 'model.onnx'), load_external_data=False)
+    assert 'ScatterND' not in {n.op_type for n in graph.graph.node}
 
 
 @pytest.mark.slow
@@ -102,6 +121,49 @@ def test_bi_wkv_op_in_onnxruntime(case, tmp_path):
     y = session.run(None, {n: x.detach().numpy()
                            for n, x in zip('wukv', args)})[0]
     assert_rel_close(torch.from_numpy(y), naive_bi_wkv(w, u, k, v), 1e-5)
+
+
+@pytest.mark.slow
+def test_upernet_vrwkv6_with_adapter(tmp_path):
+    """UperNet + VRWKV6Adapter at 192 x 160, as the VRWKV one above."""
+    result = export_and_check(SEG6_CONFIG, (192, 160), tmp_path)
+    (logits, ) = result['outputs']
+    assert logits['shape'] == [1, 150, 48, 40]
+
+
+@pytest.mark.parametrize('case', ['T37'] + list(BI_WKV6_EXTREMES))
+def test_bi_wkv6_op_in_onnxruntime(case, tmp_path):
+    """The registered Bi-WKV6 operator alone, through the decomposition, in
+    onnxruntime: odd T (37 tokens in chunks of 7), and the extreme decays
+    and keys of the Bi-WKV6 kernel tests (tests/test_ops/helpers.py)."""
+    import onnxruntime as ort
+
+    from mmvrwkv.ops import bi_wkv6_naive
+    if not hasattr(torch.ops.mmvrwkv, 'bi_wkv6'):
+        pytest.skip('no mmvrwkv::bi_wkv6 operator')
+    spec = {} if case == 'T37' else BI_WKV6_EXTREMES[case]
+    args = tuple(bi_wkv6_inputs(2, 37, 2, 64, **spec))
+
+    class Op(torch.nn.Module):
+
+        def forward(self, r, k, v, w, u):
+            return torch.ops.mmvrwkv.bi_wkv6(r, k, v, w, u)
+
+    ep = torch.export.export(Op(), args).run_decompositions(
+        export_onnx.export_decompositions(chunk=7))
+    assert 'bi_wkv6' not in str(ep.graph)
+    path = str(tmp_path / 'op.onnx')
+    torch.onnx.export(ep, args, dynamo=True, external_data=False,
+                      input_names=list('rkvwu')).save(path,
+                                                      external_data=False)
+    assert {n.domain for n in onnx.load(path).graph.node} <= {''}
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    y = torch.from_numpy(session.run(None, {
+        n: x.numpy() for n, x in zip('rkvwu', args)})[0])
+    assert y.dtype == torch.float32
+    want = bi_wkv6_naive(*(x.double() for x in args))
+    assert_rel_close(y, want, BI_WKV6_TOL[torch.float32], case)
+    assert_rel_close(y, torch.ops.mmvrwkv.bi_wkv6(*args), RTOL, case)
 
 
 # ---- pieces and errors (no export) ------------------------------------------
@@ -187,6 +249,31 @@ def test_q_shift_padded_equals_q_shift():
                 assert torch.equal(
                     export_onnx.q_shift_padded(x, shift, gamma, (H, W)),
                     q_shift(x, shift, gamma, (H, W)))
+
+
+def test_q_shift_multihead_padded_equals_q_shift_multihead():
+    from mmvrwkv.models.layers.shift import q_shift_multihead
+    for B, H, W, heads, head_dim in [(1, 14, 14, 3, 64), (2, 7, 9, 2, 8),
+                                     (1, 1, 1, 1, 4), (1, 3, 2, 2, 12)]:
+        x = torch.randn(B, H * W, heads * head_dim)
+        for shift in (1, 2, 5):
+            for gamma in (0.25, 0.1, 0.):
+                assert torch.equal(
+                    export_onnx.q_shift_multihead_padded(
+                        x, shift, gamma, (H, W), head_dim),
+                    q_shift_multihead(x, shift, gamma, (H, W), head_dim))
+
+
+def test_padded_q_shift_swaps_both_shifts_and_restores_them():
+    from mmvrwkv.models.layers.shift import q_shift, q_shift_multihead
+    a, b, c = (torch.nn.Module() for _ in range(3))
+    a.shift_func, b.shift_func = q_shift, q_shift_multihead
+    model = torch.nn.Sequential(a, b, c)
+    with export_onnx.padded_q_shift(model):
+        assert a.shift_func is export_onnx.q_shift_padded
+        assert b.shift_func is export_onnx.q_shift_multihead_padded
+        assert not hasattr(c, 'shift_func')
+    assert a.shift_func is q_shift and b.shift_func is q_shift_multihead
 
 
 def test_ms_deform_attn_decomposition():
