@@ -19,14 +19,7 @@
 
 namespace bi_wkv6 {
 inline namespace avx512 {
-BIWKV6_INSTANTIATE_CPU_KERNELS(float, float, 64)
-BIWKV6_INSTANTIATE_CPU_KERNELS(float, float, 0)
-BIWKV6_INSTANTIATE_CPU_KERNELS(double, double, 64)
-BIWKV6_INSTANTIATE_CPU_KERNELS(double, double, 0)
-BIWKV6_INSTANTIATE_CPU_KERNELS(c10::Half, float, 64)
-BIWKV6_INSTANTIATE_CPU_KERNELS(c10::Half, float, 0)
-BIWKV6_INSTANTIATE_CPU_KERNELS(c10::BFloat16, float, 64)
-BIWKV6_INSTANTIATE_CPU_KERNELS(c10::BFloat16, float, 0)
+BIWKV6_INSTANTIATE_ALL_CPU_KERNELS()
 }  // namespace avx512
 }  // namespace bi_wkv6
 #endif

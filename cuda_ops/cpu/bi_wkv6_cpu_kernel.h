@@ -297,5 +297,18 @@ void backward_head(const HeadArgs<scalar_t, acc_t>& a,
       const HeadArgs<scalar_t, acc_t>&, const HeadGrads<scalar_t, acc_t>&, \
       acc_t*);
 
+// Instantiates the kernels for every dtype, for VRWKV6's head size 64 and
+// for any head size (kN = 0), in the current ISA namespace: what each
+// per-ISA file (bi_wkv6_cpu_avx2.cpp, bi_wkv6_cpu_avx512.cpp) compiles.
+#define BIWKV6_INSTANTIATE_ALL_CPU_KERNELS()               \
+  BIWKV6_INSTANTIATE_CPU_KERNELS(float, float, 64)         \
+  BIWKV6_INSTANTIATE_CPU_KERNELS(float, float, 0)          \
+  BIWKV6_INSTANTIATE_CPU_KERNELS(double, double, 64)       \
+  BIWKV6_INSTANTIATE_CPU_KERNELS(double, double, 0)        \
+  BIWKV6_INSTANTIATE_CPU_KERNELS(c10::Half, float, 64)     \
+  BIWKV6_INSTANTIATE_CPU_KERNELS(c10::Half, float, 0)      \
+  BIWKV6_INSTANTIATE_CPU_KERNELS(c10::BFloat16, float, 64) \
+  BIWKV6_INSTANTIATE_CPU_KERNELS(c10::BFloat16, float, 0)
+
 }  // namespace BIWKV6_ISA
 }  // namespace bi_wkv6

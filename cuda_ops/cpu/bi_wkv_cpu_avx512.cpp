@@ -17,10 +17,7 @@
 
 namespace bi_wkv {
 inline namespace avx512 {
-BIWKV_INSTANTIATE_CPU_KERNELS(float, float)
-BIWKV_INSTANTIATE_CPU_KERNELS(double, double)
-BIWKV_INSTANTIATE_CPU_KERNELS(c10::Half, float)
-BIWKV_INSTANTIATE_CPU_KERNELS(c10::BFloat16, float)
+BIWKV_INSTANTIATE_ALL_CPU_KERNELS()
 }  // namespace avx512
 }  // namespace bi_wkv
 #endif

@@ -525,7 +525,7 @@ void backward_block(const Block& blk, const acc_t* __restrict__ w,
   alpha_scan(std::true_type{});
 }
 
-// Instantiates the kernels for every dtype in the current ISA namespace.
+// Instantiates the kernels for one dtype in the current ISA namespace.
 #define BIWKV_INSTANTIATE_CPU_KERNELS(scalar_t, acc_t)                        \
   template void forward_block<scalar_t, acc_t>(                               \
       const Block&, const acc_t*, const acc_t*, const scalar_t*,              \
@@ -534,6 +534,15 @@ void backward_block(const Block& blk, const acc_t* __restrict__ w,
       const Block&, const acc_t*, const acc_t*, const scalar_t*,              \
       const scalar_t*, const scalar_t*, scalar_t*, scalar_t*, acc_t*, acc_t*, \
       acc_t*);
+
+// Instantiates the kernels for every dtype in the current ISA namespace:
+// what each per-ISA file (bi_wkv_cpu_avx2.cpp, bi_wkv_cpu_avx512.cpp)
+// compiles.
+#define BIWKV_INSTANTIATE_ALL_CPU_KERNELS()       \
+  BIWKV_INSTANTIATE_CPU_KERNELS(float, float)     \
+  BIWKV_INSTANTIATE_CPU_KERNELS(double, double)   \
+  BIWKV_INSTANTIATE_CPU_KERNELS(c10::Half, float) \
+  BIWKV_INSTANTIATE_CPU_KERNELS(c10::BFloat16, float)
 
 }  // namespace BIWKV_ISA
 }  // namespace bi_wkv
