@@ -7,6 +7,19 @@
 // per-thread array grows with T (no T_MAX), and every output element is
 // written by one thread in a fixed order (no atomics): deterministic.
 //
+// The forward pass splits the tokens when its B * H blocks would leave SMs
+// idle (forward_segments: at B = 1, VRWKV6-T's 3 heads fill 3 of an H100's
+// 132 SMs): up to 32 segments of >= 64 tokens per (batch, head), grid
+// (B * H, S). wkv6_summary_kernel scans each segment alone from a zero
+// state, forward and reverse, and writes the two N x N states it ends with,
+// sum_s P(s, edge) k_s v_s^T, and per key channel the sum of -exp(w) over
+// the segment (its decay product's log, never divided or subtracted).
+// wkv6_forward_kernel then starts each scan of a segment from the state the
+// other segments hand to it, merged in a fixed order, farthest first
+// (X <- exp(logd_q) X + sums_q), and scans its own tokens only. Unsplit
+// (S = 1) it is the one launch it always was, with the same arithmetic. The
+// backward kernel is not split: one block per (batch, head) scans all T.
+//
 // Notation, per head, key channel j and value channel i, d_m = exp(-exp(w_m))
 // the decay of token m, P(s, t) = prod of d_q over s < q < t:
 //   A_m = sum_{s<m} P(s,m) k_s v_s^T    Gl_m = sum_{t<m} P(t,m) r_t gy_t^T
@@ -38,6 +51,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/extension.h>
+
+#include <algorithm>
 
 #include "bi_wkv6.h"
 #include "cuda_launch.h"
@@ -130,8 +145,94 @@ __device__ void stage_decay(acc_t* dst, const scalar_t* __restrict__ w,
   }
 }
 
+// The tokens [t0, t1) of one forward block: all T unless the launch is split
+// (forward_segments), then segment blockIdx.y of gridDim.y, of floor(T / S)
+// or ceil(T / S) tokens.
+struct Segment {
+  int64_t t0, t1;
+  int s, S;
+};
+
+__device__ Segment segment_of(int64_t T) {
+  Segment g;
+  g.s = blockIdx.y;
+  g.S = gridDim.y;
+  g.t0 = g.s * T / g.S;
+  g.t1 = (g.s + 1) * T / g.S;
+  return g;
+}
+
+// Where a split forward launch keeps segment q's summaries of head bh:
+// sums[dir][bh][q][j][i] (dir 0: sum_s P(s, t1) k_s v_s^T, the state it
+// hands to the tokens after it; dir 1: sum_s P(t0 - 1, s) k_s v_s^T, the
+// one it hands to the tokens before it) and logd[bh][q][j] = sum of
+// -exp(w) over its tokens, the log of its decay product.
+template <int N>
+__device__ int64_t summary_at(int dir, int64_t bh, int q) {
+  return ((dir * int64_t(gridDim.x) + bh) * gridDim.y + q) * N * N;
+}
+
+// First kernel of a split forward launch: each segment's two summaries
+// (the scan of its own tokens from a zero state, forward and reverse) and
+// its log-decays. Thread i owns column i, as in wkv6_forward_kernel.
+template <int N, typename scalar_t, typename acc_t>
+__global__ void __launch_bounds__(kWkv6FwdThreads)
+    wkv6_summary_kernel(int64_t T, int64_t C, int n_head,
+                        const scalar_t* __restrict__ k,
+                        const scalar_t* __restrict__ v,
+                        const scalar_t* __restrict__ w,
+                        acc_t* __restrict__ sums, acc_t* __restrict__ logd) {
+  constexpr int L = Chunk<acc_t>::L;
+  BIWKV_DYNAMIC_SHARED(unsigned char, smem_raw);
+  acc_t* sk = reinterpret_cast<acc_t*>(smem_raw);  // [L][N] each
+  acc_t* sd = sk + L * N;
+  const Head hd = head_of<N, L>(T, C, n_head);
+  const Segment g = segment_of(T);
+  const int64_t nchunks = (g.t1 - g.t0 + L - 1) / L;
+  const int i = threadIdx.x;
+  const bool live = i < n_head;
+  acc_t s[N];
+  for (int dir = 0; dir < 2; ++dir) {
+    const bool fwd = dir == 0;
+#pragma unroll
+    for (int j = 0; j < N; ++j) s[j] = 0;
+    for (int64_t cc = 0; cc < nchunks; ++cc) {
+      const int64_t c = fwd ? cc : nchunks - 1 - cc;
+      const int64_t t0 = g.t0 + c * L;
+      const int n = static_cast<int>(min(int64_t(L), g.t1 - t0));
+      __syncthreads();  // the previous chunk is done with the tiles
+      stage<N, L>(sk, k, hd, t0, acc_t(0));
+      stage_decay<N, L>(sd, w, hd, t0);
+      __syncthreads();
+#pragma unroll 1
+      for (int mm = 0; mm < n; ++mm) {
+        const int m = fwd ? mm : n - 1 - mm;
+        const acc_t vi =
+            live ? static_cast<acc_t>(v[hd.base + (t0 + m) * C + i]) : acc_t(0);
+        const acc_t* km = sk + m * N;
+        const acc_t* dm = sd + m * N;
+#pragma unroll
+        for (int j = 0; j < N; ++j) s[j] = dm[j] * s[j] + km[j] * vi;
+      }
+    }
+    acc_t* out = sums + summary_at<N>(dir, hd.bh, g.s);
+#pragma unroll
+    for (int j = 0; j < N; ++j) out[j * N + i] = s[j];
+  }
+  acc_t ld = 0;  // channel i's log-decays, in token order; 0 for padding
+  if (live) {
+    for (int64_t t = g.t0; t < g.t1; ++t) {
+      ld += -exp_acc(static_cast<acc_t>(w[hd.base + t * C + i]));
+    }
+  }
+  logd[(hd.bh * g.S + g.s) * N + i] = ld;
+}
+
 // y: thread i owns column i of the state (value channel i). The reverse scan
-// writes y, the forward scan adds to it (same thread, same order).
+// writes y, the forward scan adds to it (same thread, same order). Split
+// (gridDim.y = S > 1): each scan starts from the state the other segments
+// hand to this one, merged from their summaries in a fixed order, farthest
+// first: X <- exp(logd_q) X + sums_q.
 template <int N, typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kWkv6FwdThreads)
     wkv6_forward_kernel(int64_t T, int64_t C, int n_head,
@@ -139,7 +240,9 @@ __global__ void __launch_bounds__(kWkv6FwdThreads)
                         const scalar_t* __restrict__ k,
                         const scalar_t* __restrict__ v,
                         const scalar_t* __restrict__ w,
-                        const acc_t* __restrict__ u, acc_t* __restrict__ y) {
+                        const acc_t* __restrict__ u, acc_t* __restrict__ y,
+                        const acc_t* __restrict__ sums,
+                        const acc_t* __restrict__ logd) {
   constexpr int L = Chunk<acc_t>::L;
   BIWKV_DYNAMIC_SHARED(unsigned char, smem_raw);
   acc_t* sr = reinterpret_cast<acc_t*>(smem_raw);  // [L][N] each
@@ -147,6 +250,8 @@ __global__ void __launch_bounds__(kWkv6FwdThreads)
   acc_t* sd = sk + L * N;
   acc_t* su = sd + L * N;  // [N]
   const Head hd = head_of<N, L>(T, C, n_head);
+  const Segment g = segment_of(T);
+  const int64_t nchunks = (g.t1 - g.t0 + L - 1) / L;
   const int i = threadIdx.x;
   const bool live = i < n_head;  // a channel of the head, not padding
   su[i] = live ? u[hd.h * n_head + i] : acc_t(0);
@@ -156,10 +261,18 @@ __global__ void __launch_bounds__(kWkv6FwdThreads)
     const bool fwd = pass == 1;
 #pragma unroll
     for (int j = 0; j < N; ++j) s[j] = 0;
-    for (int64_t cc = 0; cc < hd.nchunks; ++cc) {
-      const int64_t c = fwd ? cc : hd.nchunks - 1 - cc;
-      const int64_t t0 = c * L;
-      const int n = static_cast<int>(min(int64_t(L), T - t0));
+    // Reverse: segments S-1 .. s+1; forward: 0 .. s-1 (none unsplit).
+    const int first = fwd ? 0 : g.S - 1, last = fwd ? g.s - 1 : g.s + 1;
+    for (int q = first; fwd ? q <= last : q >= last; q += fwd ? 1 : -1) {
+      const acc_t* in = sums + summary_at<N>(fwd ? 0 : 1, hd.bh, q);
+      const acc_t* ld = logd + (hd.bh * g.S + q) * N;
+#pragma unroll
+      for (int j = 0; j < N; ++j) s[j] = exp_acc(ld[j]) * s[j] + in[j * N + i];
+    }
+    for (int64_t cc = 0; cc < nchunks; ++cc) {
+      const int64_t c = fwd ? cc : nchunks - 1 - cc;
+      const int64_t t0 = g.t0 + c * L;
+      const int n = static_cast<int>(min(int64_t(L), g.t1 - t0));
       __syncthreads();  // the previous chunk is done with the tiles
       stage<N, L>(sr, r, hd, t0, acc_t(0));
       stage<N, L>(sk, k, hd, t0, acc_t(0));
@@ -410,6 +523,11 @@ constexpr size_t forward_smem(size_t acc_bytes, int L) {
 }
 
 template <int N>
+constexpr size_t summary_smem(size_t acc_bytes, int L) {
+  return 2 * L * N * acc_bytes;
+}
+
+template <int N>
 constexpr size_t backward_smem(size_t acc_bytes, int L) {
   return (5 * L * N + L * (L + 1) + N) * acc_bytes;
 }
@@ -444,6 +562,34 @@ void with_head_size(int64_t n, const F& f) {
   }
 }
 
+// Segments of at least kMinSegment tokens, at most kMaxSegments of them per
+// (batch, head), and a split only into at least kMinSplit: a split launch
+// scans each token about 1.5 times (the summary kernel skips r and y) and
+// every thread merges the other segments' summaries (like one token each).
+constexpr int64_t kMinSegment = 64;
+constexpr int64_t kMaxSegments = 32;
+constexpr int64_t kMinSplit = 4;
+
+// Token segments per (batch, head) of the forward launch on a device of
+// sm_count SMs: 1 (one block scans all T tokens) unless the B * H blocks
+// leave SMs idle; then up to ceil(SMs / blocks), if there are at least
+// kMinSplit of >= kMinSegment tokens.
+int64_t forward_segments(int64_t B, int64_t H, int64_t T, int64_t sm_count) {
+  const int64_t blocks = B * H;
+  if (blocks >= sm_count) return 1;
+  const int64_t S = std::min(
+      {(sm_count + blocks - 1) / blocks, T / kMinSegment, kMaxSegments});
+  return S >= kMinSplit ? S : 1;
+}
+
+// (A cached attribute of the driver: no synchronisation.)
+int64_t sm_count(const at::Tensor& t) {
+  int n = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount,
+                                        t.device().index()));
+  return n;
+}
+
 }  // namespace
 
 at::Tensor forward_cuda(const at::Tensor& r, const at::Tensor& k,
@@ -452,20 +598,36 @@ at::Tensor forward_cuda(const at::Tensor& r, const at::Tensor& k,
   const c10::cuda::CUDAGuard guard(r.device());
   const Shape sh = shape_of(r, u);
   auto y = at::empty({sh.B, sh.T, sh.C}, r.options().dtype(acc_type(r)));
+  const int64_t BH = sh.B * sh.H;
+  const int64_t S = forward_segments(sh.B, sh.H, sh.T, sm_count(r));
+  const dim3 grid(static_cast<unsigned>(BH), static_cast<unsigned>(S));
+  const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, r.scalar_type(), "bi_wkv6_forward_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
+        constexpr int L = Chunk<acc_t>::L;
         with_head_size(sh.N, [&]<int N>() {
-          const size_t smem = forward_smem<N>(sizeof(acc_t), Chunk<acc_t>::L);
-          BIWKV_LAUNCH(dim3(static_cast<unsigned>(sh.B * sh.H)), dim3(N), smem,
-                       c10::cuda::getCurrentCUDAStream(),
+          // Summaries and log-decays of every segment, when split.
+          const int64_t F = S > 1 ? BH * S * N : 0;
+          auto sums = at::empty({2 * F * N}, y.options());
+          auto logd = at::empty({F}, y.options());
+          if (S > 1) {
+            BIWKV_LAUNCH(grid, dim3(N), summary_smem<N>(sizeof(acc_t), L),
+                         stream, wkv6_summary_kernel<N, scalar_t, acc_t>)(
+                sh.T, sh.C, static_cast<int>(sh.N), k.data_ptr<scalar_t>(),
+                v.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
+                sums.data_ptr<acc_t>(), logd.data_ptr<acc_t>());
+            C10_CUDA_KERNEL_LAUNCH_CHECK();
+          }
+          BIWKV_LAUNCH(grid, dim3(N), forward_smem<N>(sizeof(acc_t), L), stream,
                        wkv6_forward_kernel<N, scalar_t, acc_t>)(
               sh.T, sh.C, static_cast<int>(sh.N), r.data_ptr<scalar_t>(),
               k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),
-              w.data_ptr<scalar_t>(), u.data_ptr<acc_t>(), y.data_ptr<acc_t>());
+              w.data_ptr<scalar_t>(), u.data_ptr<acc_t>(), y.data_ptr<acc_t>(),
+              sums.data_ptr<acc_t>(), logd.data_ptr<acc_t>());
+          C10_CUDA_KERNEL_LAUNCH_CHECK();
         });
       });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return y;
 }
 

@@ -3,7 +3,10 @@ emulator of the CUDA execution model (tests/test_ops/cuda_emu): outputs and
 every gradient against the float64 reference for every dtype, odd token
 counts and head sizes, extreme decays and keys, long sequences (no token
 limit), float32 accuracy against float64, results that do not depend on the
-order of threads and blocks, and the launch configuration."""
+order of threads and blocks, and the launch configuration, including the
+token split of the forward launch on emulated devices of 1 to 132 SMs."""
+import itertools
+
 import pytest
 import torch
 
@@ -145,7 +148,8 @@ def test_launches_fit_the_launch_bounds():
     within the 48 KiB a launch gets without opting in (float64 is the
     largest)."""
     bounds = cuda_emu.launch_bounds([cuda_emu.KERNEL6])
-    assert set(bounds) == {'wkv6_forward_kernel', 'wkv6_backward_kernel'}
+    assert set(bounds) == {'wkv6_forward_kernel', 'wkv6_backward_kernel',
+                           'wkv6_summary_kernel'}
     emu = cuda_emu.load()
     emu.reset_records()
     for dtype in DTYPES:
@@ -157,6 +161,7 @@ def test_launches_fit_the_launch_bounds():
     assert (fwd['max_threads'], bwd['max_threads']) == (64, 192)
     assert fwd['max_grid'] == bwd['max_grid'] == (6, 1, 1)
     assert fwd['launches'] == bwd['launches'] == len(DTYPES)
+    assert rec['wkv6_summary_kernel']['launches'] == 0  # T < 4 x 64
     assert 40 * 1024 < bwd['max_smem'] <= 48 * 1024
     assert fwd['max_smem'] <= 48 * 1024
 
@@ -175,3 +180,122 @@ def test_catches_a_wrong_bonus():
     with pytest.raises(AssertionError):
         assert_rel_close(forward(r, k, v, w, 2 * u), want,
                          BI_WKV6_TOL[torch.float32])
+
+
+# --- The token split of the forward launch ---------------------------------
+
+H100_SMS = cuda_emu.H100_SMS
+MIN_SEGMENT, MAX_SEGMENTS, MIN_SPLIT = 64, 32, 4
+
+
+def segments(B, H, T, sms=H100_SMS):
+    return cuda_emu.load().bi_wkv6_forward_segments(B, H, T, sms)
+
+
+def test_forward_split_policy():
+    """One launch of B x H blocks unless they leave SMs idle; then up to
+    ceil(SMs / blocks) segments per head, at most 32, of >= 64 tokens, and
+    only if there are at least 4 of them."""
+    # VRWKV6-T (3 heads of 64) at B = 1 on 132 SMs
+    assert segments(1, 3, 196) == 1  # 224 px: 3 segments would be too few
+    assert segments(1, 3, 255) == 1 and segments(1, 3, 256) == 4
+    assert segments(1, 3, 1024) == 16
+    assert segments(1, 3, 4096) == 32  # the cap: 96 blocks
+    assert segments(2, 3, 4150) == 22  # B = 2, 1333 x 800 px: 132 blocks
+    assert segments(44, 3, 4096) == 1  # 132 blocks already
+    assert segments(1, 3, 1 << 20, sms=1) == 1
+    Ts = [1, 63, 64, 255, 256, 257, 1000, 2048, 4150, 65536]
+    for B, H, T, sms in itertools.product([1, 2, 7], [1, 3, 6], Ts,
+                                          [1, 4, 8, 132, 4096]):
+        S, blocks = segments(B, H, T, sms), B * H
+        assert 1 <= S <= MAX_SEGMENTS
+        if S > 1:
+            assert blocks < sms and T // S >= MIN_SEGMENT
+            assert MIN_SPLIT <= S <= -(-sms // blocks)
+        else:
+            assert blocks >= sms or min(-(-sms // blocks), T // MIN_SEGMENT,
+                                        MAX_SEGMENTS) < MIN_SPLIT
+
+
+def _forward_on(sms, inputs):
+    emu = cuda_emu.load()
+    emu.reset_records()
+    with cuda_emu.sm_count(sms):
+        y = forward(*inputs)
+    return y, emu.kernel_records()
+
+
+def _reference_y(inputs):
+    return bi_wkv6_reference(*(x.double() for x in inputs), chunk_size=32)
+
+
+# (B, T, H, N, SMs): 5 segments of 66 or 67 tokens (not a multiple of a
+# chunk), 4 of 75 or 76 (odd T, B = 2), 5 with a padded head size
+# (12 -> 16) and three heads, the maximum 32 of 64 or 65 tokens. Slow
+# decays (w ~ N(-6, 1): about 0.85 over a segment), so that every token
+# sees the far segments through the merged summaries.
+SLOW = -6.0
+SPLITS = [(1, 333, 2, 64, 10), (2, 301, 1, 16, 8), (1, 333, 3, 12, 132),
+          (1, 2049, 1, 16, 132)]
+SPLIT_IDS = ['B{}-T{}-H{}-N{}-SM{}'.format(*s) for s in SPLITS]
+
+
+@pytest.mark.parametrize('dtype', DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize('case', SPLITS, ids=SPLIT_IDS)
+def test_split_forward_matches_reference(case, dtype):
+    """y from one segment (1 SM) and from the split launch, each against
+    the float64 reference on the same (rounded) inputs; the split runs the
+    summary kernel on the (B x H, S) grid."""
+    B, T, H, N, sms = case
+    if dtype in (torch.bfloat16, torch.float16) and T > 1000:
+        pytest.skip('half inputs: the shorter splits cover them')
+    S = segments(B, H, T, sms)
+    assert S == {10: 5, 8: 4, 132: min(T // MIN_SEGMENT, MAX_SEGMENTS)}[sms]
+    inputs = bi_wkv6_inputs(B, T, H, N, dtype=dtype, w_shift=SLOW)
+    want = _reference_y(inputs)
+    acc = inputs[4].dtype
+    for n_sms, n_seg in ((1, 1), (sms, S)):
+        y, rec = _forward_on(n_sms, inputs)
+        summary = rec['wkv6_summary_kernel']
+        assert summary['launches'] == (n_seg > 1)
+        assert rec['wkv6_forward_kernel']['max_grid'] == (B * H, n_seg, 1)
+        if n_seg > 1:
+            assert summary['max_grid'] == (B * H, n_seg, 1)
+        assert y.dtype == acc
+        assert_rel_close(y, want, BI_WKV6_TOL[acc], f'y, {n_seg} segments')
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64,
+                                   torch.bfloat16],
+                         ids=['fp32', 'fp64', 'bf16'])
+@pytest.mark.parametrize('case', list(BI_WKV6_EXTREMES),
+                         ids=list(BI_WKV6_EXTREMES))
+def test_split_forward_extreme_values(case, dtype):
+    """The extreme decays and keys in 8 segments of 65 tokens: decays that
+    underflow, exp(w) that overflows (log-decay -inf, product 0)."""
+    inputs = bi_wkv6_inputs(1, 520, 1, 16, dtype=dtype,
+                            **BI_WKV6_EXTREMES[case])
+    assert segments(1, 1, 520) == 8
+    y, rec = _forward_on(H100_SMS, inputs)
+    assert rec['wkv6_summary_kernel']['launches'] == 1
+    acc = inputs[4].dtype
+    assert_rel_close(y, _reference_y(inputs), BI_WKV6_TOL[acc], case)
+
+
+@pytest.mark.parametrize('case', [(2, 301, 1, 16, 8), (1, 333, 2, 64, 10)],
+                         ids=['B2-T301-N16-S4', 'B1-T333-H2-N64-S5'])
+def test_split_forward_does_not_depend_on_thread_order(case):
+    """Both kernels of the split launch with threads (between barriers) and
+    blocks in ascending, descending and two shuffled orders: y bitwise
+    identical."""
+    B, T, H, N, sms = case
+    inputs = bi_wkv6_inputs(B, T, H, N, w_shift=SLOW)
+    results = []
+    for order, seed in SCHEDULES:
+        with cuda_emu.schedule(order, seed):
+            y, rec = _forward_on(sms, inputs)
+        assert rec['wkv6_summary_kernel']['launches'] == 1
+        results.append(y)
+    assert torch.isfinite(results[0]).all()
+    for (order, seed), y in zip(SCHEDULES[1:], results[1:]):
+        assert torch.equal(results[0], y), f'differs with {order}/{seed}'

@@ -210,6 +210,10 @@ def launches():
         # Bi-WKV6: VRWKV6's head size, the largest block and shared memory
         r, k, v, w, u = bi_wkv6_inputs(1, 40, 2, 64, dtype=dtype)
         emu.bi_wkv6_forward_cuda(r, k, v, w, u)
+        # and the split forward launch (4 segments of 64 tokens)
+        with cuda_emu.sm_count(132):
+            emu.bi_wkv6_forward_cuda(*bi_wkv6_inputs(1, 256, 1, 64,
+                                                     dtype=dtype))
         emu.bi_wkv6_backward_cuda(r, k, v, w, u,
                                   torch.ones(r.shape, dtype=u.dtype))
     records = emu.kernel_records()

@@ -286,6 +286,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "(float accumulators) of bi_wkv_cuda.cu for a (B, T, C) input on a "
         "device of sm_count SMs",
         py::arg("B"), py::arg("T"), py::arg("C"), py::arg("sm_count"));
+  m.def("bi_wkv6_forward_segments", &bi_wkv6::forward_segments,
+        "Token segments per (batch, head) of bi_wkv6_cuda.cu's forward "
+        "launch for B x H heads of T tokens on a device of sm_count SMs",
+        py::arg("B"), py::arg("H"), py::arg("T"), py::arg("sm_count"));
   m.def("set_sm_count", &cuda_emu::set_sm_count,
         "SM count of the emulated device (132 by default)", py::arg("n"));
   m.def("sm_count", [] { return cuda_emu::sm_count(); });
