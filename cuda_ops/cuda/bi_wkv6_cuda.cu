@@ -12,13 +12,14 @@
 // 132 SMs): up to 32 segments of >= 64 tokens per (batch, head), grid
 // (B * H, S). wkv6_summary_kernel scans each segment alone from a zero
 // state, forward and reverse, and writes the two N x N states it ends with,
-// sum_s P(s, edge) k_s v_s^T, and per key channel the sum of -exp(w) over
-// the segment (its decay product's log, never divided or subtracted).
-// wkv6_forward_kernel then starts each scan of a segment from the state the
-// other segments hand to it, merged in a fixed order, farthest first
-// (X <- exp(logd_q) X + sums_q), and scans its own tokens only. Unsplit
-// (S = 1) it is the one launch it always was, with the same arithmetic. The
-// backward kernel is not split: one block per (batch, head) scans all T.
+// sum_s P(s, edge) k_s v_s^T, and per key channel its decay product, exp of
+// the sum of -exp(w) over its tokens (never divided or subtracted; 0 where
+// a decay underflows or exp(w) overflows). wkv6_forward_kernel then starts
+// each scan of a segment from the state the other segments hand to it,
+// merged in a fixed order, farthest first (X <- D_q X + sums_q), and scans
+// its own tokens only. Unsplit (S = 1) it is the one launch it always was,
+// with the same arithmetic. The backward kernel is not split: one block per
+// (batch, head) scans all T.
 //
 // Notation, per head, key channel j and value channel i, d_m = exp(-exp(w_m))
 // the decay of token m, P(s, t) = prod of d_q over s < q < t:
@@ -145,28 +146,30 @@ __device__ void stage_decay(acc_t* dst, const scalar_t* __restrict__ w,
   }
 }
 
-// The tokens [t0, t1) of one forward block: all T unless the launch is split
-// (forward_segments), then segment blockIdx.y of gridDim.y, of floor(T / S)
-// or ceil(T / S) tokens.
+// The tokens one forward block scans: all T unless the launch is split
+// (forward_segments), then segment s = blockIdx.y of S = gridDim.y, of
+// floor(T / S) or ceil(T / S) tokens. Narrows the block's Head to them: base
+// at the segment's first token, T its length (tokens past it read as
+// padding), so that the scans index tokens as unsplit.
 struct Segment {
-  int64_t t0, t1;
   int s, S;
 };
 
-__device__ Segment segment_of(int64_t T) {
-  Segment g;
-  g.s = blockIdx.y;
-  g.S = gridDim.y;
-  g.t0 = g.s * T / g.S;
-  g.t1 = (g.s + 1) * T / g.S;
+template <int L>
+__device__ Segment narrow_to_segment(Head& hd) {
+  const Segment g{static_cast<int>(blockIdx.y), static_cast<int>(gridDim.y)};
+  const int64_t t0 = g.s * hd.T / g.S, t1 = (g.s + 1) * hd.T / g.S;
+  hd.base += t0 * hd.C;
+  hd.T = t1 - t0;
+  hd.nchunks = (hd.T + L - 1) / L;
   return g;
 }
 
 // Where a split forward launch keeps segment q's summaries of head bh:
 // sums[dir][bh][q][j][i] (dir 0: sum_s P(s, t1) k_s v_s^T, the state it
 // hands to the tokens after it; dir 1: sum_s P(t0 - 1, s) k_s v_s^T, the
-// one it hands to the tokens before it) and logd[bh][q][j] = sum of
-// -exp(w) over its tokens, the log of its decay product.
+// one it hands to the tokens before it) and decay[bh][q][j] = D_q, its
+// decay product: exp of the sum of -exp(w) over its tokens.
 template <int N>
 __device__ int64_t summary_at(int dir, int64_t bh, int q) {
   return ((dir * int64_t(gridDim.x) + bh) * gridDim.y + q) * N * N;
@@ -174,21 +177,20 @@ __device__ int64_t summary_at(int dir, int64_t bh, int q) {
 
 // First kernel of a split forward launch: each segment's two summaries
 // (the scan of its own tokens from a zero state, forward and reverse) and
-// its log-decays. Thread i owns column i, as in wkv6_forward_kernel.
+// its decay products. Thread i owns column i, as in wkv6_forward_kernel.
 template <int N, typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kWkv6FwdThreads)
     wkv6_summary_kernel(int64_t T, int64_t C, int n_head,
                         const scalar_t* __restrict__ k,
                         const scalar_t* __restrict__ v,
                         const scalar_t* __restrict__ w,
-                        acc_t* __restrict__ sums, acc_t* __restrict__ logd) {
+                        acc_t* __restrict__ sums, acc_t* __restrict__ decay) {
   constexpr int L = Chunk<acc_t>::L;
   BIWKV_DYNAMIC_SHARED(unsigned char, smem_raw);
   acc_t* sk = reinterpret_cast<acc_t*>(smem_raw);  // [L][N] each
   acc_t* sd = sk + L * N;
-  const Head hd = head_of<N, L>(T, C, n_head);
-  const Segment g = segment_of(T);
-  const int64_t nchunks = (g.t1 - g.t0 + L - 1) / L;
+  Head hd = head_of<N, L>(T, C, n_head);
+  const Segment g = narrow_to_segment<L>(hd);
   const int i = threadIdx.x;
   const bool live = i < n_head;
   acc_t s[N];
@@ -196,10 +198,10 @@ __global__ void __launch_bounds__(kWkv6FwdThreads)
     const bool fwd = dir == 0;
 #pragma unroll
     for (int j = 0; j < N; ++j) s[j] = 0;
-    for (int64_t cc = 0; cc < nchunks; ++cc) {
-      const int64_t c = fwd ? cc : nchunks - 1 - cc;
-      const int64_t t0 = g.t0 + c * L;
-      const int n = static_cast<int>(min(int64_t(L), g.t1 - t0));
+    for (int64_t cc = 0; cc < hd.nchunks; ++cc) {
+      const int64_t c = fwd ? cc : hd.nchunks - 1 - cc;
+      const int64_t t0 = c * L;
+      const int n = static_cast<int>(min(int64_t(L), hd.T - t0));
       __syncthreads();  // the previous chunk is done with the tiles
       stage<N, L>(sk, k, hd, t0, acc_t(0));
       stage_decay<N, L>(sd, w, hd, t0);
@@ -221,18 +223,18 @@ __global__ void __launch_bounds__(kWkv6FwdThreads)
   }
   acc_t ld = 0;  // channel i's log-decays, in token order; 0 for padding
   if (live) {
-    for (int64_t t = g.t0; t < g.t1; ++t) {
+    for (int64_t t = 0; t < hd.T; ++t) {
       ld += -exp_acc(static_cast<acc_t>(w[hd.base + t * C + i]));
     }
   }
-  logd[(hd.bh * g.S + g.s) * N + i] = ld;
+  decay[(hd.bh * g.S + g.s) * N + i] = exp_acc(ld);
 }
 
 // y: thread i owns column i of the state (value channel i). The reverse scan
 // writes y, the forward scan adds to it (same thread, same order). Split
 // (gridDim.y = S > 1): each scan starts from the state the other segments
 // hand to this one, merged from their summaries in a fixed order, farthest
-// first: X <- exp(logd_q) X + sums_q.
+// first: X <- D_q X + sums_q.
 template <int N, typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kWkv6FwdThreads)
     wkv6_forward_kernel(int64_t T, int64_t C, int n_head,
@@ -242,16 +244,15 @@ __global__ void __launch_bounds__(kWkv6FwdThreads)
                         const scalar_t* __restrict__ w,
                         const acc_t* __restrict__ u, acc_t* __restrict__ y,
                         const acc_t* __restrict__ sums,
-                        const acc_t* __restrict__ logd) {
+                        const acc_t* __restrict__ decay) {
   constexpr int L = Chunk<acc_t>::L;
   BIWKV_DYNAMIC_SHARED(unsigned char, smem_raw);
   acc_t* sr = reinterpret_cast<acc_t*>(smem_raw);  // [L][N] each
   acc_t* sk = sr + L * N;
   acc_t* sd = sk + L * N;
   acc_t* su = sd + L * N;  // [N]
-  const Head hd = head_of<N, L>(T, C, n_head);
-  const Segment g = segment_of(T);
-  const int64_t nchunks = (g.t1 - g.t0 + L - 1) / L;
+  Head hd = head_of<N, L>(T, C, n_head);
+  const Segment g = narrow_to_segment<L>(hd);
   const int i = threadIdx.x;
   const bool live = i < n_head;  // a channel of the head, not padding
   su[i] = live ? u[hd.h * n_head + i] : acc_t(0);
@@ -265,14 +266,14 @@ __global__ void __launch_bounds__(kWkv6FwdThreads)
     const int first = fwd ? 0 : g.S - 1, last = fwd ? g.s - 1 : g.s + 1;
     for (int q = first; fwd ? q <= last : q >= last; q += fwd ? 1 : -1) {
       const acc_t* in = sums + summary_at<N>(fwd ? 0 : 1, hd.bh, q);
-      const acc_t* ld = logd + (hd.bh * g.S + q) * N;
+      const acc_t* dq = decay + (hd.bh * g.S + q) * N;
 #pragma unroll
-      for (int j = 0; j < N; ++j) s[j] = exp_acc(ld[j]) * s[j] + in[j * N + i];
+      for (int j = 0; j < N; ++j) s[j] = dq[j] * s[j] + in[j * N + i];
     }
-    for (int64_t cc = 0; cc < nchunks; ++cc) {
-      const int64_t c = fwd ? cc : nchunks - 1 - cc;
-      const int64_t t0 = g.t0 + c * L;
-      const int n = static_cast<int>(min(int64_t(L), g.t1 - t0));
+    for (int64_t cc = 0; cc < hd.nchunks; ++cc) {
+      const int64_t c = fwd ? cc : hd.nchunks - 1 - cc;
+      const int64_t t0 = c * L;
+      const int n = static_cast<int>(min(int64_t(L), hd.T - t0));
       __syncthreads();  // the previous chunk is done with the tiles
       stage<N, L>(sr, r, hd, t0, acc_t(0));
       stage<N, L>(sk, k, hd, t0, acc_t(0));
@@ -607,16 +608,16 @@ at::Tensor forward_cuda(const at::Tensor& r, const at::Tensor& k,
         using acc_t = at::opmath_type<scalar_t>;
         constexpr int L = Chunk<acc_t>::L;
         with_head_size(sh.N, [&]<int N>() {
-          // Summaries and log-decays of every segment, when split.
+          // Summaries and decay products of every segment, when split.
           const int64_t F = S > 1 ? BH * S * N : 0;
           auto sums = at::empty({2 * F * N}, y.options());
-          auto logd = at::empty({F}, y.options());
+          auto decay = at::empty({F}, y.options());
           if (S > 1) {
             BIWKV_LAUNCH(grid, dim3(N), summary_smem<N>(sizeof(acc_t), L),
                          stream, wkv6_summary_kernel<N, scalar_t, acc_t>)(
                 sh.T, sh.C, static_cast<int>(sh.N), k.data_ptr<scalar_t>(),
                 v.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
-                sums.data_ptr<acc_t>(), logd.data_ptr<acc_t>());
+                sums.data_ptr<acc_t>(), decay.data_ptr<acc_t>());
             C10_CUDA_KERNEL_LAUNCH_CHECK();
           }
           BIWKV_LAUNCH(grid, dim3(N), forward_smem<N>(sizeof(acc_t), L), stream,
@@ -624,7 +625,7 @@ at::Tensor forward_cuda(const at::Tensor& r, const at::Tensor& k,
               sh.T, sh.C, static_cast<int>(sh.N), r.data_ptr<scalar_t>(),
               k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),
               w.data_ptr<scalar_t>(), u.data_ptr<acc_t>(), y.data_ptr<acc_t>(),
-              sums.data_ptr<acc_t>(), logd.data_ptr<acc_t>());
+              sums.data_ptr<acc_t>(), decay.data_ptr<acc_t>());
           C10_CUDA_KERNEL_LAUNCH_CHECK();
         });
       });
