@@ -231,12 +231,13 @@ def _reference_y(inputs):
 
 # (B, T, H, N, SMs): 5 segments of 66 or 67 tokens (not a multiple of a
 # chunk), 4 of 75 or 76 (odd T, B = 2), 5 with a padded head size
-# (12 -> 16) and three heads, the maximum 32 of 64 or 65 tokens. Slow
+# (12 -> 16) and three heads, 5 with B = 2 and three full heads together,
+# the maximum 32 of 64 or 65 tokens. Slow
 # decays (w ~ N(-6, 1): about 0.85 over a segment), so that every token
 # sees the far segments through the merged summaries.
 SLOW = -6.0
 SPLITS = [(1, 333, 2, 64, 10), (2, 301, 1, 16, 8), (1, 333, 3, 12, 132),
-          (1, 2049, 1, 16, 132)]
+          (2, 333, 3, 64, 30), (1, 2049, 1, 16, 132)]
 SPLIT_IDS = ['B{}-T{}-H{}-N{}-SM{}'.format(*s) for s in SPLITS]
 
 
@@ -250,7 +251,8 @@ def test_split_forward_matches_reference(case, dtype):
     if dtype in (torch.bfloat16, torch.float16) and T > 1000:
         pytest.skip('half inputs: the shorter splits cover them')
     S = segments(B, H, T, sms)
-    assert S == {10: 5, 8: 4, 132: min(T // MIN_SEGMENT, MAX_SEGMENTS)}[sms]
+    assert S == {10: 5, 8: 4, 30: 5,
+                 132: min(T // MIN_SEGMENT, MAX_SEGMENTS)}[sms]
     inputs = bi_wkv6_inputs(B, T, H, N, dtype=dtype, w_shift=SLOW)
     want = _reference_y(inputs)
     acc = inputs[4].dtype
