@@ -1,20 +1,21 @@
-"""ONNX benchmark: VRWKV-T backbone latency in onnxruntime against PyTorch
-eager, on the CPU, in one process with one thread count.
+"""ONNX benchmark: VRWKV-T and VRWKV6-T backbone latency in onnxruntime
+against PyTorch eager, on the CPU, in one process with one thread count.
 
-For each input size the backbone (random weights, eval, batch 1, float32,
-output = last layer's feature map) is exported by tools/export_onnx.py
-(Bi-WKV decomposed into standard operators by ``bi_wkv_chunked``) and timed
-three ways, interleaved run by run so that the load of a shared machine
-falls on all of them alike:
+For each model and input size the backbone (random weights, eval, batch 1,
+float32, output = last layer's feature map) is exported by
+tools/export_onnx.py (Bi-WKV / Bi-WKV6 decomposed into standard operators
+by ``bi_wkv_chunked`` / ``bi_wkv6_chunked``) and timed three ways,
+interleaved run by run so that the load of a shared machine falls on all of
+them alike:
 
-* ``torch``: PyTorch eager with the compiled Bi-WKV kernel (the normal
-  path);
-* ``torch_chunked``: PyTorch eager with Bi-WKV as ``bi_wkv_chunked`` (the
-  function the ONNX graph holds), which separates the cost of the
-  decomposition from that of the runtime;
+* ``torch``: PyTorch eager with the compiled kernel (the normal path);
+* ``torch_chunked``: PyTorch eager with the operator replaced by its
+  chunked form (the function the ONNX graph holds), which separates the
+  cost of the decomposition from that of the runtime;
 * ``onnxruntime``: the exported file, CPUExecutionProvider, all graph
   optimisations, ``intra_op_num_threads`` = the torch thread count,
-  sequential execution.
+  sequential execution, no spinning of idle pool threads (they would take
+  the cores from the torch run that follows).
 
 Each figure is the median of ``--repeats`` timed runs after ``--warmup``
 runs. The JSON also records the largest difference of the onnxruntime
@@ -22,8 +23,9 @@ output from PyTorch's (relative to the output's largest magnitude), the
 export time and file size, versions and the load average before and after.
 
 Usage:
-    python benchmarks/bench_onnx.py [--sizes 224 512] [--repeats 20]
-        [--threads N ...] [--json docs/bench_onnx.json]
+    python benchmarks/bench_onnx.py [--models vrwkv_t vrwkv6_t]
+        [--sizes 224 512] [--repeats 20] [--threads N ...]
+        [--json docs/bench_onnx.json]
 """
 import argparse
 import importlib.util
@@ -68,28 +70,36 @@ def rel_diff(got, want):
     return float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-12))
 
 
-def export_size(tool, size, tmp):
+def chunked_op(model):
+    """(module, attribute name, chunked function) of the operator that
+    ``model``'s Spatial Mix calls."""
+    from mmvrwkv.models.layers import spatial_mix, spatial_mix_v6
+    from mmvrwkv.ops import bi_wkv6_chunked, bi_wkv_chunked
+    if model == 'vrwkv6_t':
+        return spatial_mix_v6, 'bi_wkv6', bi_wkv6_chunked
+    return spatial_mix, 'bi_wkv', bi_wkv_chunked
+
+
+def export_size(tool, model, size, tmp):
     """The backbone, a sample input and its ONNX file for ``size`` px."""
-    from mmvrwkv.models import VRWKV
+    from mmvrwkv.models import VRWKV, VRWKV6
     torch.manual_seed(0)
-    backbone = VRWKV(arch='tiny', img_size=224, patch_size=16,
-                     out_type='featmap').eval()
+    kind = VRWKV6 if model == 'vrwkv6_t' else VRWKV
+    backbone = kind(arch='tiny', img_size=224, patch_size=16,
+                    out_type='featmap').eval()
     module = tool.TensorForward(backbone, 'backbone')
     x = torch.randn(1, 3, size, size,
                     generator=torch.Generator().manual_seed(0))
-    path = osp.join(tmp, f'vrwkv_t_{size}.onnx')
+    path = osp.join(tmp, f'{model}_{size}.onnx')
     start = time.perf_counter()
     tool.export_onnx(module, x, path)
     return module, x, path, time.perf_counter() - start
 
 
-def time_case(module, x, path, threads, repeats, warmup):
-    """Median latencies of torch, torch with chunked Bi-WKV and
+def time_case(model, module, x, path, threads, repeats, warmup):
+    """Median latencies of torch, torch with the chunked operator and
     onnxruntime at ``threads`` threads, interleaved run by run."""
     import onnxruntime as ort
-
-    from mmvrwkv.models.layers import spatial_mix
-    from mmvrwkv.ops.bi_wkv_chunked import bi_wkv_chunked
     torch.set_num_threads(threads)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -97,20 +107,24 @@ def time_case(module, x, path, threads, repeats, warmup):
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = \
         ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # onnxruntime's pool spins after each run by default, which takes the
+    # cores from the torch run that follows it
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
     session = ort.InferenceSession(path, options,
                                    providers=['CPUExecutionProvider'])
     feed = {session.get_inputs()[0].name: x.numpy()}
-    compiled_bi_wkv = spatial_mix.bi_wkv
+    owner, op_name, chunked = chunked_op(model)
+    compiled = getattr(owner, op_name)
 
     def run_torch():
         return module(x)[0].numpy()
 
     def run_torch_chunked():
-        spatial_mix.bi_wkv = bi_wkv_chunked
+        setattr(owner, op_name, chunked)
         try:
             return module(x)[0].numpy()
         finally:
-            spatial_mix.bi_wkv = compiled_bi_wkv
+            setattr(owner, op_name, compiled)
 
     def run_ort():
         return session.run(None, feed)[0]
@@ -144,12 +158,14 @@ def time_case(module, x, path, threads, repeats, warmup):
 
 
 def print_table(rows):
-    head = ['px', 'T', 'threads', 'torch ms', 'torch + chunked Bi-WKV ms',
-            'onnxruntime ms', 'ort / torch', 'max rel diff (ort)']
+    head = ['model', 'px', 'T', 'threads', 'torch ms',
+            'torch + chunked op ms', 'onnxruntime ms', 'ort / torch',
+            'max rel diff (ort)']
     print('| ' + ' | '.join(head) + ' |')
     print('|' + '---|' * len(head))
     for r in rows:
-        print(f"| {r['size']} | {r['tokens']} | {r['threads']} | "
+        print(f"| {r['model']} | {r['size']} | {r['tokens']} | "
+              f"{r['threads']} | "
               f"{r['torch_ms']:.1f} | "
               f"{r['torch_chunked_ms']:.1f} | {r['onnxruntime_ms']:.1f} | "
               f"{r['onnxruntime_vs_torch']:.2f} | "
@@ -158,6 +174,8 @@ def print_table(rows):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--models', nargs='+', default=['vrwkv_t', 'vrwkv6_t'],
+                   choices=['vrwkv_t', 'vrwkv6_t'])
     p.add_argument('--sizes', type=int, nargs='+', default=[224, 512])
     p.add_argument('--repeats', type=int, default=20)
     p.add_argument('--warmup', type=int, default=2)
@@ -180,16 +198,20 @@ def main():
                    load_before=load_average())
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for size in args.sizes:
-            module, x, path, export_s = export_size(tool, size, tmp)
-            for threads in thread_counts:
-                row = dict(size=size, tokens=(size // 16)**2,
-                           export_s=round(export_s, 1),
-                           onnx_mb=round(osp.getsize(path) / 2**20, 1))
-                row.update(time_case(module, x, path, threads, args.repeats,
-                                     args.warmup))
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+        for model in args.models:
+            for size in args.sizes:
+                module, x, path, export_s = export_size(tool, model, size,
+                                                        tmp)
+                for threads in thread_counts:
+                    row = dict(model=model, size=size,
+                               tokens=(size // 16)**2,
+                               export_s=round(export_s, 1),
+                               onnx_mb=round(osp.getsize(path) / 2**20, 1))
+                    row.update(time_case(model, module, x, path, threads,
+                                         args.repeats, args.warmup))
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+                os.remove(path)
     machine['load_after'] = load_average()
     result = dict(machine=machine, rows=rows)
     print_table(rows)
