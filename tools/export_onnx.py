@@ -246,14 +246,9 @@ def q_shift_multihead_padded(x: torch.Tensor, shift_pixel: int,
                              head_dim: int = 64) -> torch.Tensor:
     """:func:`mmvrwkv.models.layers.shift.q_shift_multihead` (VRWKV6's
     Q-Shift within each head) in the form of :func:`q_shift_padded`."""
-    B, N, C = x.shape
-    H, W = patch_resolution
-    if C % head_dim:
-        raise ValueError(f'q_shift_multihead: {C} channels are not a whole '
-                         f'number of heads of {head_dim}')
-    groups = [int(head_dim * gamma * i) for i in range(5)]
-    src = x.reshape(B, H, W, C // head_dim, head_dim)
-    return _quad_shift_padded(src, shift_pixel, groups).reshape(B, N, C)
+    from mmvrwkv.models.layers.shift import multihead_layout
+    src, groups = multihead_layout(x, gamma, patch_resolution, head_dim)
+    return _quad_shift_padded(src, shift_pixel, groups).reshape(x.shape)
 
 
 @contextlib.contextmanager

@@ -33,23 +33,8 @@ from typing import Optional
 
 import torch
 
-from .bi_wkv6_ref import _exclusive_cumsum, _heads
+from .bi_wkv6_ref import _chunks, _decays_between, _exclusive_cumsum, _heads
 from .bi_wkv_chunked import default_chunk
-
-
-def _decays_between(lw: torch.Tensor) -> torch.Tensor:
-    """``lw`` (..., m, N), log-decays per position and channel ->
-    (..., m, m, N): entry [a, b] is the sum of ``lw`` over the positions
-    strictly between a and b (0 for neighbours and for a = b), by a masked
-    cumulative sum (no subtraction)."""
-    m = lw.shape[-2]
-    idx = torch.arange(m, device=lw.device)
-    # for b < a: the running sum over a of lw[a - 1], from a = b + 2 on
-    apart = (idx[None, :] < idx[:, None] - 1)[:, :, None]  # [a, b, 1]
-    lw_prev = torch.cat([torch.zeros_like(lw[..., :1, :]), lw[..., :-1, :]],
-                        -2)
-    between = torch.where(apart, lw_prev[..., :, None, :], 0.).cumsum(-3)
-    return between + between.transpose(-3, -2)  # symmetric
 
 
 def bi_wkv6_chunked(r: torch.Tensor,
@@ -99,17 +84,10 @@ def bi_wkv6_chunked(r: torch.Tensor,
     if int(chunk) < 1:
         raise ValueError(f'bi_wkv6_chunked: chunk must be >= 1, got {chunk}')
     r, k, v, lw, u = _heads(r, k, v, w, u)
-    H, N = u.shape
     L = max(1, min(int(chunk), T))
     n = math.ceil(T / L)
 
-    def chunks(x):  # (B, T, H, N) -> (B, H, n, L, N), zero padded
-        x = torch.nn.functional.pad(x, (0, 0, 0, 0, 0, n * L - T))
-        return x.reshape(B, n, L, H, N).permute(0, 3, 1, 2, 4)
-
-    # Padding tokens have r = k = v = 0 (they add nothing) and log-decay 0;
-    # they come after every real token, so they are never between two.
-    r, k, v, lw = (chunks(x) for x in (r, k, v, lw))
+    r, k, v, lw = _chunks((r, k, v, lw), L)
 
     # -- pairs in one chunk: y += A v, A[t, s] = sum_j r_t k_s P(s, t)
     A = torch.einsum('...tj,...sj,...tsj->...ts', r, k,

@@ -83,6 +83,33 @@ def _exclusive_cumsum(x: torch.Tensor, dim: int,
     return shifted.cumsum(dim)
 
 
+def _chunks(xs, L: int):
+    """(B, T, H, N) tensors -> (B, H, n, L, N), n = ceil(T / L), zero
+    padded at the end. Padding tokens have r = k = v = 0 (they add nothing)
+    and log-decay 0; they come after every real token, so they are never
+    between two."""
+    B, T, H, N = xs[0].shape
+    n = math.ceil(T / L)
+    return tuple(
+        torch.nn.functional.pad(x, (0, 0, 0, 0, 0, n * L - T)).reshape(
+            B, n, L, H, N).permute(0, 3, 1, 2, 4) for x in xs)
+
+
+def _decays_between(lw: torch.Tensor) -> torch.Tensor:
+    """``lw`` (..., m, N), log-decays per position and channel ->
+    (..., m, m, N): entry [a, b] is the sum of ``lw`` over the positions
+    strictly between a and b (0 for neighbours and for a = b). For b < a
+    it is the running sum over a of lw[a - 1], from a = b + 2 on (a masked
+    cumulative sum, no subtraction); the matrix is symmetric."""
+    m = lw.shape[-2]
+    idx = torch.arange(m, device=lw.device)
+    apart = (idx[None, :] < idx[:, None] - 1)[:, :, None]  # [a, b, 1]
+    lw_prev = torch.cat([torch.zeros_like(lw[..., :1, :]), lw[..., :-1, :]],
+                        -2)
+    between = torch.where(apart, lw_prev[..., :, None, :], 0.).cumsum(-3)
+    return between + between.transpose(-3, -2)
+
+
 def bi_wkv6_reference(r: torch.Tensor,
                       k: torch.Tensor,
                       v: torch.Tensor,
@@ -128,24 +155,11 @@ def bi_wkv6_reference(r: torch.Tensor,
     L = max(1, min(chunk_size, T))
     n = math.ceil(T / L)
 
-    def chunks(x):  # (B, T, H, N) -> (B, H, n, L, N), zero padded
-        x = torch.nn.functional.pad(x, (0, 0, 0, 0, 0, n * L - T))
-        return x.reshape(B, n, L, H, N).permute(0, 3, 1, 2, 4)
-
-    # Padding tokens have r = k = v = 0 (they add nothing) and log-decay 0;
-    # they come after every real token, so they are never between two.
-    r, k, v, lw = (chunks(x) for x in (r, k, v, lw))
+    r, k, v, lw = _chunks((r, k, v, lw), L)
 
     # -- pairs in the same chunk: y += A v, A[t, s] = sum_j r_t k_s P(s,t)
-    # For s < t, log P(s, t) = sum of lw[m] over s < m < t: the running sum
-    # over t of lw[t - 1], counted from t = s + 2 on. P is symmetric.
-    t_idx = torch.arange(L, device=r.device)
-    apart = (t_idx[None, :] < t_idx[:, None] - 1)[:, :, None]  # [t, s, 1]
-    lw_prev = torch.cat([torch.zeros_like(lw[..., :1, :]), lw[..., :-1, :]],
-                        -2)
-    between = torch.where(apart, lw_prev[..., :, None, :], 0.).cumsum(-3)
-    between = between + between.transpose(-3, -2)  # [.., t, s, j]
-    A = torch.einsum('...tj,...sj,...tsj->...ts', r, k, torch.exp(between))
+    A = torch.einsum('...tj,...sj,...tsj->...ts', r, k,
+                     torch.exp(_decays_between(lw)))
     diag = torch.einsum('...tj,...tj->...t', r * u[:, None, None], k)
     eye = torch.eye(L, dtype=torch.bool, device=r.device)
     A = torch.where(eye, torch.diag_embed(diag), A)

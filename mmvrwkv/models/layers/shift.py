@@ -50,14 +50,22 @@ def q_shift_multihead(x: torch.Tensor, shift_pixel: int, gamma: float,
     Returns:
         Tensor: shifted tokens, shape (B, N, C).
     """
+    src, groups = multihead_layout(x, gamma, patch_resolution, head_dim)
+    return _quad_shift(src, shift_pixel, groups).reshape(x.shape)
+
+
+def multihead_layout(x: torch.Tensor, gamma: float,
+                     patch_resolution: Sequence[int], head_dim: int):
+    """(B, N, C) tokens as (B, H, W, heads, head_dim), and the channel
+    bounds of the four direction groups within a head (what
+    :func:`q_shift_multihead` shifts)."""
     B, N, C = x.shape
     H, W = patch_resolution
     if C % head_dim:
         raise ValueError(f'q_shift_multihead: {C} channels are not a whole '
                          f'number of heads of {head_dim}')
     groups = [int(head_dim * gamma * i) for i in range(5)]
-    src = x.reshape(B, H, W, C // head_dim, head_dim)
-    return _quad_shift(src, shift_pixel, groups).reshape(B, N, C)
+    return x.reshape(B, H, W, C // head_dim, head_dim), groups
 
 
 def _quad_shift(src: torch.Tensor, shift_pixel: int,
