@@ -20,22 +20,37 @@ def read_version():
     return scope['__version__']
 
 
-def read_requirements():
-    with open(os.path.join(ROOT, 'requirements.txt')) as f:
-        return [
-            line.split('#')[0].strip() for line in f
-            if line.split('#')[0].strip()
-            and not line.startswith(('-', 'torch'))
-        ]
+def read_requirements(name: str):
+    """The requirement lines of requirements/<name>.txt (or of a file it
+    includes with ``-r``), without comments."""
+    path = os.path.join(ROOT, 'requirements', f'{name}.txt') \
+        if not name.endswith('.txt') else os.path.join(ROOT, name)
+    found = []
+    with open(path) as f:
+        for line in f:
+            line = line.split('#')[0].strip()
+            if line.startswith('-r '):
+                found += read_requirements(os.path.join(
+                    os.path.dirname(os.path.relpath(path, ROOT)),
+                    line[3:].strip()))
+            elif line:
+                found.append(line)
+    return found
 
 
 def make_extension():
     import torch
     from torch.utils.cpp_extension import (CUDA_HOME, CppExtension,
                                            CUDAExtension)
-    srcs = ['cuda_ops/bi_wkv.cpp', 'cuda_ops/bi_wkv6.cpp',
-            'cuda_ops/bi_wkv_library.cpp', 'cuda_ops/pybind.cpp'] + sorted(
-        glob.glob('cuda_ops/cpu/*.cpp'))
+    # one folder per operator (entry and registration, cpu/, cuda/), the
+    # shared code in common/ (mmvrwkv/ops/README.md)
+    ops = ['bi_wkv', 'bi_wkv6']
+    srcs = ['cuda_ops/pybind.cpp'] + sorted(glob.glob('cuda_ops/common/*.cpp'))
+    for op in ops:
+        srcs += [f'cuda_ops/{op}/{op}.cpp'] + sorted(
+            glob.glob(f'cuda_ops/{op}/cpu/*.cpp'))
+    include_dirs = [os.path.join(ROOT, 'cuda_ops', d)
+                    for d in ['common'] + ops]
     # -fno-trapping-math lets gcc if-convert the branch-free scan loops over
     # channel lanes (we never rely on floating-point traps). -fopenmp: ATen's
     # at::parallel_for is inline OpenMP in torch's headers and runs serially
@@ -48,8 +63,8 @@ def make_extension():
     if with_cuda:
         return CUDAExtension(
             'mmvrwkv._ext',
-            srcs + sorted(glob.glob('cuda_ops/cuda/*.cu')),
-            include_dirs=[os.path.join(ROOT, 'cuda_ops', 'include')],
+            srcs + sorted(glob.glob('cuda_ops/*/cuda/*.cu')),
+            include_dirs=include_dirs,
             define_macros=[('WITH_CUDA', None)],
             extra_compile_args={
                 'cxx': cxx,
@@ -62,7 +77,7 @@ def make_extension():
     return CppExtension(
         'mmvrwkv._ext',
         srcs,
-        include_dirs=[os.path.join(ROOT, 'cuda_ops', 'include')],
+        include_dirs=include_dirs,
         extra_compile_args={'cxx': cxx},
         extra_link_args=['-fopenmp'])
 
@@ -87,6 +102,17 @@ setup(
     long_description_content_type='text/markdown',
     packages=find_packages(include=['mmvrwkv', 'mmvrwkv.*']),
     python_requires='>=3.8',
-    install_requires=read_requirements(),
+    # what `import mmvrwkv` needs; OpenMMLab's groups as extras:
+    # [mim] the OpenMMLab packages, [onnx], [fla], [tests], [all]
+    install_requires=read_requirements('runtime'),
+    extras_require=dict(
+        mim=read_requirements('mminstall'),
+        onnx=[r for r in read_requirements('optional')
+              if r.startswith('onnx')],
+        fla=[r for r in read_requirements('optional')
+             if r.startswith('fla')],
+        optional=read_requirements('optional'),
+        tests=read_requirements('tests'),
+        all=read_requirements('requirements.txt')),
     zip_safe=False,
     **build_config())

@@ -41,12 +41,24 @@ def checkout_ops(rev: str, dest: str) -> str:
 
 
 def build(name: str, ops: str, build_dir: str):
-    sources = [os.path.join(ops, p) for p in ('bi_wkv.cpp', 'pybind.cpp')]
-    sources += sorted(glob.glob(os.path.join(ops, 'cpu', '*.cpp')))
+    """The CPU kernels of ``ops`` (a cuda_ops/ folder) with the raw entries
+    of pybind.cpp, without the operator registrations (two builds in one
+    process would register the same operators twice)."""
+    if os.path.isdir(os.path.join(ops, 'bi_wkv')):  # one folder per op
+        sources = [os.path.join(ops, 'pybind.cpp')]
+        sources += sorted(glob.glob(os.path.join(ops, 'common', '*.cpp')))
+        sources += sorted(glob.glob(os.path.join(ops, 'bi_wkv', 'cpu',
+                                                 '*.cpp')))
+        includes = [os.path.join(ops, d) for d in ('common', 'bi_wkv')]
+    else:  # revisions before the per-operator layout
+        sources = [os.path.join(ops, p) for p in ('bi_wkv.cpp', 'pybind.cpp')]
+        sources += sorted(glob.glob(os.path.join(ops, 'cpu',
+                                                 'bi_wkv_cpu*.cpp')))
+        includes = [os.path.join(ops, 'include')]
     os.makedirs(build_dir, exist_ok=True)
-    return load(name, sources, extra_include_paths=[os.path.join(
-        ops, 'include')], extra_cflags=FLAGS, extra_ldflags=['-fopenmp'],
-        build_directory=build_dir, verbose=False)
+    return load(name, sources, extra_include_paths=includes,
+                extra_cflags=FLAGS, extra_ldflags=['-fopenmp'],
+                build_directory=build_dir, verbose=False)
 
 
 def main():

@@ -1,17 +1,22 @@
 """Backbone benchmark: inference latency and peak memory of VRWKV6-T and
-VRWKV-T/S against mmpretrain's VisionTransformer in DeiT-tiny/small sizes
-(patch 16).
+VRWKV-T/S against DeiT-tiny/small (patch 16).
 
+VRWKV and VRWKV6 are ``mmvrwkv.models.VRWKV`` / ``VRWKV6`` built directly;
 VRWKV6 runs Bi-WKV6 through ``mmvrwkv.ops.bi_wkv6`` with its default
 backend, whichever implementation that selects on this machine (recorded
-as ``bi_wkv6`` in the JSON's machine entry).
+as ``bi_wkv6`` in the JSON's machine entry). DeiT is mmpretrain's
+``VisionTransformer`` (``arch='deit-tiny'`` / ``'deit-small'``) where
+mmpretrain imports, else :class:`PlainViT`, the same network in plain
+PyTorch (``--deit-impl``; recorded as ``deit``).
 
 All models are built for 224 px and interpolate their position embedding
 (bicubic) to each input size, as both backbones do in their forward. Batch 1,
-float32, ``torch.no_grad``, eval mode, output = last layer's feature map.
+``torch.no_grad``, eval mode, output = last layer's feature map; float32,
+or each dtype of ``--dtype`` (bfloat16: the forward under
+``torch.autocast``, as mixed-precision training and inference run it).
 
-Every case (model x size) runs in two fresh subprocesses (memory first), so
-no case sees another's allocations:
+By default every case (model x size x dtype) runs in two fresh
+subprocesses (memory first), so no case sees another's allocations:
 
 * latency: one warm-up forward (skipped when the memory run's single
   forward already took longer than ``--case-budget`` seconds), then up to
@@ -30,15 +35,25 @@ With ``--device cuda`` (what ``tools/gpu_check.sh`` runs) the model and
 input live on the GPU, each forward is timed between two
 ``torch.cuda.synchronize()`` calls, and ``peak_mb`` is the rise of
 ``torch.cuda.max_memory_allocated()`` over the memory allocated before the
-forward.
+forward. The allocator's counters reset per case, so ``--in-process`` runs
+every case in this process (one CUDA start instead of two per case); on the
+CPU it gives only a rough peak (freed memory stays in glibc's heap).
+
+A case that fails (out of memory, say) is recorded with its ``error`` and
+the others still run; the exit status is then 1. ``--budget`` stops
+starting cases once spent; the JSON is rewritten after every case.
 
 Usage:
     python benchmarks/bench_backbone.py [--sizes 224 512 1024 1536 2048]
         [--models vrwkv6_t vrwkv_t deit_t vrwkv_s deit_s] [--repeats 5]
-        [--case-budget 30] [--device cpu]
+        [--case-budget 30] [--device cpu] [--dtype float32 [bfloat16]]
+        [--in-process] [--budget SECONDS] [--deit-impl auto]
         [--json docs/bench_backbone.json] [--plot docs/bench_backbone.png]
 """
 import argparse
+import contextlib
+import gc
+import importlib.util
 import json
 import os
 import platform
@@ -47,30 +62,153 @@ import subprocess
 import sys
 import time
 
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from report import gpu_info, write_json
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# name: (registered type, arch); VRWKV* are in mmengine's root registry
+# name: (model, arch)
 MODELS = {
     'vrwkv6_t': ('VRWKV6', 'tiny'),
     'vrwkv_t': ('VRWKV', 'tiny'),
-    'deit_t': ('VisionTransformer', 'deit-tiny'),
+    'deit_t': ('DeiT', 'deit-tiny'),
     'vrwkv_s': ('VRWKV', 'small'),
-    'deit_s': ('VisionTransformer', 'deit-small'),
+    'deit_s': ('DeiT', 'deit-small'),
 }
+# mmpretrain's DeiT presets: embed dims, layers, heads, MLP width
+DEIT_ARCHS = {'deit-tiny': (192, 12, 3, 768), 'deit-small': (384, 12, 6, 1536)}
 MALLOC_ENV = {'MALLOC_MMAP_THRESHOLD_': str(64 * 1024)}
+DTYPES = ('float32', 'bfloat16', 'float16')
 
 
-def build(name):
-    """The backbone ``name`` of :data:`MODELS`, built for 224 px, eval."""
-    from mmengine.registry import MODELS as ROOT_MODELS
-    from mmpretrain.models import VisionTransformer
+class _Attention(nn.Module):
 
-    import mmvrwkv  # noqa: F401  (registers VRWKV and VRWKV6)
+    def __init__(self, dims, heads):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dims, dims * 3)
+        self.proj = nn.Linear(dims, dims)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        q, k, v = self.qkv(x).reshape(B, N, 3, self.heads,
+                                      C // self.heads).permute(2, 0, 3, 1, 4)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(B, N, C))
+
+
+class _FFN(nn.Module):
+
+    def __init__(self, dims, hidden):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Sequential(nn.Linear(dims, hidden), nn.GELU()),
+            nn.Linear(hidden, dims))
+
+    def forward(self, x, identity):
+        return identity + self.layers(x)
+
+
+class _Block(nn.Module):
+
+    def __init__(self, dims, heads, hidden):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(dims, eps=1e-6)
+        self.attn = _Attention(dims, heads)
+        self.ln2 = nn.LayerNorm(dims, eps=1e-6)
+        self.ffn = _FFN(dims, hidden)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln1(x))
+        return self.ffn(self.ln2(x), identity=x)
+
+
+class PlainViT(nn.Module):
+    """DeiT's ViT in plain PyTorch: mmpretrain's ``VisionTransformer(arch=
+    'deit-tiny' or 'deit-small', out_type='featmap')`` for machines without
+    mmpretrain, with its parameter names (either loads the other's state
+    dict) and its forward: patch embedding (a 16 x 16 convolution, the
+    input zero-padded at the bottom and right to a multiple of 16), class
+    token, position embedding resized bicubically to the input's patch
+    grid, pre-norm blocks (LayerNorm, multi-head self-attention through
+    ``F.scaled_dot_product_attention``, LayerNorm, MLP with GELU), a final
+    LayerNorm; returns ``(featmap,)``, featmap (B, C, H / 16, W / 16).
+
+    Args:
+        arch (str): 'deit-tiny' (192 wide, 12 layers, 3 heads, MLP 768)
+            or 'deit-small' (384, 12, 6, 1536). Defaults to 'deit-tiny'.
+        img_size (int): the size the position embedding is made for.
+            Defaults to 224.
+        patch_size (int): Defaults to 16.
+    """
+
+    def __init__(self, arch='deit-tiny', img_size=224, patch_size=16):
+        super().__init__()
+        if arch not in DEIT_ARCHS:
+            raise ValueError(f'arch {arch!r} is not one of: '
+                             + ', '.join(DEIT_ARCHS))
+        dims, layers, heads, hidden = DEIT_ARCHS[arch]
+        self.patch_size = patch_size
+        self.patch_resolution = (img_size // patch_size, ) * 2
+        self.patch_embed = nn.Module()
+        self.patch_embed.projection = nn.Conv2d(3, dims, patch_size,
+                                                patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dims))
+        self.pos_embed = nn.Parameter(
+            torch.zeros(1, 1 + self.patch_resolution[0]**2, dims))
+        self.layers = nn.ModuleList(
+            _Block(dims, heads, hidden) for _ in range(layers))
+        self.ln1 = nn.LayerNorm(dims, eps=1e-6)
+        for p in (self.cls_token, self.pos_embed):
+            nn.init.trunc_normal_(p, std=0.02)
+
+    def forward(self, x):
+        p = self.patch_size
+        x = F.pad(x, (0, -x.shape[3] % p, 0, -x.shape[2] % p))
+        x = self.patch_embed.projection(x)
+        hw = x.shape[2:]
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1),
+                       x.flatten(2).transpose(1, 2)], dim=1)
+        pos = self.pos_embed
+        if tuple(hw) != self.patch_resolution:
+            grid = pos[:, 1:].reshape(1, *self.patch_resolution, -1)
+            grid = F.interpolate(grid.permute(0, 3, 1, 2).float(), size=hw,
+                                 mode='bicubic', align_corners=False)
+            pos = torch.cat([pos[:, :1], grid.flatten(2).transpose(1, 2).to(
+                pos.dtype)], dim=1)
+        x = x + pos
+        for layer in self.layers:
+            x = layer(x)
+        x = self.ln1(x)[:, 1:]
+        return (x.reshape(x.shape[0], *hw, -1).permute(0, 3, 1, 2), )
+
+
+def deit_impl(choice='auto'):
+    """'mmpretrain' or 'plain': which DeiT ``choice`` ('auto': mmpretrain
+    where it is installed) builds."""
+    if choice == 'auto':
+        found = importlib.util.find_spec('mmpretrain') is not None
+        return 'mmpretrain' if found else 'plain'
+    return choice
+
+
+def build(name, impl='auto'):
+    """The backbone ``name`` of :data:`MODELS`, built for 224 px, eval;
+    DeiT from ``impl`` (:func:`deit_impl`)."""
     kind, arch = MODELS[name]
-    cfg = dict(arch=arch, img_size=224, patch_size=16, out_type='featmap')
-    if kind == 'VisionTransformer':
-        model = VisionTransformer(**cfg)
+    cfg = dict(arch=arch, img_size=224, patch_size=16)
+    if kind == 'DeiT':
+        if deit_impl(impl) == 'plain':
+            model = PlainViT(**cfg)
+        else:
+            from mmpretrain.models import VisionTransformer
+            model = VisionTransformer(out_type='featmap', **cfg)
     else:
-        model = ROOT_MODELS.build(dict(type=kind, **cfg))
+        from mmvrwkv.models import VRWKV, VRWKV6
+        model = dict(VRWKV=VRWKV, VRWKV6=VRWKV6)[kind](out_type='featmap',
+                                                       **cfg)
     model.eval()  # not chained: VisionTransformer.train() returns None
     return model
 
@@ -81,10 +219,8 @@ def bi_wkv6_info():
     reference)."""
     import inspect
 
-    import torch
-
     from mmvrwkv.ops import bi_wkv6
-    from mmvrwkv.ops.ext_loader import load_ext
+    from mmvrwkv.ops.common import load_ext
     load_ext()  # the extension registers its operators when it loads
     default = inspect.signature(bi_wkv6).parameters['backend'].default
     return dict(default_backend=default,
@@ -100,16 +236,18 @@ def _status_kb(field):
 
 
 def run_case(name, size, mode, repeats, budget, threads, warmup=True,
-             device='cpu'):
-    """Body of one subprocess: returns the measurements of one case."""
-    import torch
+             device='cpu', dtype='float32', impl='auto'):
+    """One case's measurements ('memory' or 'latency' ``mode``): the body
+    of a subprocess, or called in this process with ``--in-process``."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = build(name).to(device)
+    model = build(name, impl).to(device)
     x = torch.randn(1, 3, size, size, device=device)
-    cuda = device == 'cuda'
+    cuda = torch.device(device).type == 'cuda'
     out = dict(threads=torch.get_num_threads())
+    precision = contextlib.nullcontext() if dtype == 'float32' else \
+        torch.autocast(torch.device(device).type, getattr(torch, dtype))
 
     def forward_seconds():
         if cuda:
@@ -120,7 +258,7 @@ def run_case(name, size, mode, repeats, budget, threads, warmup=True,
             torch.cuda.synchronize()
         return time.perf_counter() - t0
 
-    with torch.no_grad():
+    with torch.no_grad(), precision:
         if mode == 'memory':
             out['weights_mb'] = sum(
                 p.numel() * p.element_size()
@@ -149,12 +287,22 @@ def run_case(name, size, mode, repeats, budget, threads, warmup=True,
     return out
 
 
-def spawn(name, size, mode, args, warmup=True):
+def spawn(name, size, mode, args, warmup=True, dtype='float32'):
+    if args.in_process:
+        try:
+            return run_case(name, size, mode, args.repeats,
+                            args.case_budget, args.threads, warmup,
+                            args.device, dtype, args.deit_impl)
+        finally:
+            gc.collect()
+            if torch.device(args.device).type == 'cuda':
+                torch.cuda.empty_cache()
     env = dict(os.environ, **(MALLOC_ENV if mode == 'memory' else {}))
     cmd = [sys.executable, __file__, '--_case', name, str(size), mode,
            '--repeats', str(args.repeats), '--case-budget',
            str(args.case_budget), '--threads', str(args.threads),
-           '--device', args.device]
+           '--device', args.device, '--dtype', dtype, '--deit-impl',
+           args.deit_impl]
     if not warmup:
         cmd.append('--no-warmup')
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -173,17 +321,20 @@ def plot(result, path):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     rows = result['rows']
-    names = list(dict.fromkeys(r['model'] for r in rows))
+    # one line per model and dtype; float32 alone keeps the model's name
+    label = lambda r: r['model'] if r.get('dtype', 'float32') == 'float32' \
+        else f"{r['model']} {r['dtype']}"  # noqa: E731
+    names = list(dict.fromkeys(label(r) for r in rows))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, key, label in ((axes[0], 'latency_ms', 'latency (ms)'),
+    for ax, key, title in ((axes[0], 'latency_ms', 'latency (ms)'),
                            (axes[1], 'peak_mb', 'forward peak memory (MB)')):
         for name in names:
             pts = sorted((r['tokens'], r[key]) for r in rows
-                         if r['model'] == name and key in r)
+                         if label(r) == name and key in r)
             if not pts:
                 continue
             t, y = zip(*pts)
-            line, = ax.plot(t, y, 'o-', label=name)
+            ax.plot(t, y, 'o-', label=name)
             # reference curves through the model's smallest case
             ts = [t[0] * s for s in (1, 2, 4, 8, 16, 32, 64, 128)
                   if t[0] * s <= t[-1] * 1.01] + [t[-1]]
@@ -195,20 +346,22 @@ def plot(result, path):
         ax.set_xscale('log')
         ax.set_yscale('log')
         ax.set_xlabel('tokens T = (px / 16)^2')
-        ax.set_ylabel(label)
+        ax.set_ylabel(title)
         ax.grid(True, which='both', alpha=0.3)
         ax.legend(fontsize=8)
     m = result['machine']
     where = m.get('gpu') or f"{m['threads']} threads, {m['cpu']}"
-    fig.suptitle(f"batch 1, fp32, {where}, "
+    dtypes = ', '.join(dict.fromkeys(r.get('dtype', 'float32') for r in rows))
+    fig.suptitle(f"batch 1, {dtypes}, {where}, "
                  f"load {m['load_before'][0]}-{m['load_after'][0]}",
                  fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
-def print_table(rows, sizes, names):
-    by = {(r['model'], r['size']): r for r in rows}
+def print_table(rows, sizes, names, dtype='float32'):
+    by = {(r['model'], r['size']): r for r in rows
+          if r.get('dtype', 'float32') == dtype}
     head = ['px', 'T'] + [f'{n} ms' for n in names] + \
         [f'{n} MB' for n in names] + ['load (1 min)']
     print('| ' + ' | '.join(head) + ' |')
@@ -237,6 +390,14 @@ def main():
                    help='torch threads per case (0: torch default)')
     p.add_argument('--skip-memory', action='store_true')
     p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    p.add_argument('--dtype', nargs='+', default=['float32'], choices=DTYPES,
+                   help='float32, or autocast to bfloat16 / float16')
+    p.add_argument('--in-process', action='store_true',
+                   help='every case in this process (GPU: exact peaks)')
+    p.add_argument('--deit-impl', default='auto',
+                   choices=['auto', 'mmpretrain', 'plain'])
+    p.add_argument('--budget', type=float, default=0,
+                   help='seconds; no case starts once spent (0: no limit)')
     p.add_argument('--json',
                    default=os.path.join(ROOT, 'docs', 'bench_backbone.json'),
                    help="results file ('' writes none)")
@@ -248,41 +409,61 @@ def main():
         name, size, mode = args._case
         print(json.dumps(run_case(name, int(size), mode, args.repeats,
                                   args.case_budget, args.threads,
-                                  not args.no_warmup, args.device)))
+                                  not args.no_warmup, args.device,
+                                  args.dtype[0], args.deit_impl)))
         return
-    import torch
+    start = time.perf_counter()
     if args.threads:
         torch.set_num_threads(args.threads)
     machine = dict(torch=torch.__version__, threads=torch.get_num_threads(),
                    cpu=platform.processor() or platform.machine(),
                    device=args.device, load_before=load_average())
-    if args.device == 'cuda':
-        machine['gpu'] = torch.cuda.get_device_name()
+    machine.update(gpu_info(args.device))
+    if any(MODELS[n][0] == 'DeiT' for n in args.models):
+        machine['deit'] = deit_impl(args.deit_impl)
+    if args.in_process:
+        machine['in_process'] = True
     if any(MODELS[n][0] == 'VRWKV6' for n in args.models):
         machine['bi_wkv6'] = bi_wkv6_info()
     print(machine, flush=True)
-    rows = []
-    for size in args.sizes:
-        for name in args.models:
-            row = dict(model=name, size=size, tokens=(size // 16)**2,
-                       load=load_average())
-            warmup = True
-            if not args.skip_memory:
-                row.update(spawn(name, size, 'memory', args))
-                # a forward slower than the budget needs no warm-up run
-                warmup = row['memory_run_s'] < args.case_budget
-            row.update(spawn(name, size, 'latency', args, warmup))
-            row['warmup'] = warmup
-            print(row, flush=True)
-            rows.append(row)
+    rows, failed, cut_short = [], False, False
+    for dtype in args.dtype:
+        for size in args.sizes:
+            for name in args.models:
+                if args.budget and time.perf_counter() - start > args.budget:
+                    cut_short = True
+                    continue
+                row = dict(model=name, size=size, tokens=(size // 16)**2,
+                           load=load_average())
+                row['dtype'] = dtype
+                try:
+                    warmup = True
+                    if not args.skip_memory:
+                        row.update(spawn(name, size, 'memory', args,
+                                         dtype=dtype))
+                        # a forward slower than the budget needs no warm-up
+                        warmup = row['memory_run_s'] < args.case_budget
+                    row.update(spawn(name, size, 'latency', args, warmup,
+                                     dtype))
+                    row['warmup'] = warmup
+                except Exception as error:  # out of memory, say
+                    row['error'] = str(error).strip().splitlines()[-1]
+                    failed = True
+                print(row, flush=True)
+                rows.append(row)
+                write_json(args.json, machine, rows)
     machine['load_after'] = load_average()
+    if args.budget:
+        machine.update(budget_s=args.budget, cut_short=cut_short)
     result = dict(machine=machine, rows=rows)
-    print_table(rows, args.sizes, args.models)
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(result, f, indent=1)
-    if args.plot:
+    for dtype in args.dtype:
+        if len(args.dtype) > 1:
+            print(f'\n{dtype}:')
+        print_table(rows, args.sizes, args.models, dtype)
+    write_json(args.json, machine, rows)
+    if args.plot and any('latency_ms' in r for r in rows):
         plot(result, args.plot)
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == '__main__':

@@ -6,7 +6,11 @@ CPU, measured side by side in one process:
 * one Mask R-CNN training iteration (``configs/mask_rcnn_vrwkv_t.py``,
   VRWKV-Adapter-T, the synthetic batch of ``bench_train_step.py``) with the
   backbone and neck compiled; the heads stay eager (mmdet's RoI sampling and
-  target assignment branch on data, so they are not fullgraph-compilable).
+  target assignment branch on data, so they are not fullgraph-compilable);
+* the standard-operator backend (``wkv_backend='chunked'``: no compiled
+  kernel) against the compiled kernel, VRWKV-T and VRWKV6-T backbones at
+  224 px, inference and a forward + backward pass, each eager and under
+  ``torch.compile`` (same weights; ``--chunked-sizes``).
 
 Each case: the first call of the compiled module is the compile time; then
 eager and compiled calls alternate (``--repeats`` rounds, median), so both
@@ -62,6 +66,49 @@ def bench_backbone(size, repeats):
                 compile_s=round(compile_s, 1), max_rel_diff=err)
 
 
+def bench_chunked(arch, size, repeats):
+    """The chunked backend against the compiled kernel, eager and
+    compiled, inference and forward + backward."""
+    from mmvrwkv.models import VRWKV, VRWKV6
+    kind = dict(VRWKV=VRWKV, VRWKV6=VRWKV6)[arch]
+    models = {}
+    for backend in ('compiled', 'chunked'):
+        torch.manual_seed(0)
+        models[backend] = kind(arch='tiny', wkv_backend=backend).eval()
+    x = torch.randn(1, 3, size, size)
+    rows = []
+    for mode in ('inference', 'fwd+bwd'):
+        fns, compile_s, outs = {}, {}, {}
+        for backend, model in models.items():
+            for compiled in (False, True):
+                name = f'{backend}{"_compiled" if compiled else ""}'
+                torch._dynamo.reset()
+                fn = torch.compile(model, fullgraph=True) if compiled \
+                    else model
+
+                def run(fn=fn, model=model):
+                    if mode == 'inference':
+                        with torch.no_grad():
+                            return fn(x)[0]
+                    model.zero_grad(set_to_none=True)
+                    out = fn(x)[0]
+                    out.square().mean().backward()
+                    return out.detach()
+
+                compile_s[name], outs[name] = _timed(run)
+                fns[name] = run
+        times = alternate(fns, repeats)
+        ref = outs['compiled']
+        rows.append(dict(
+            case=f'{arch}-T {size}px {mode}, chunked vs kernel',
+            **{f'{k}_ms': round(v * 1e3, 1) for k, v in times.items()},
+            compile_s=round(compile_s['chunked_compiled'], 1),
+            max_rel_diff=max(((o - ref).abs().max() /
+                              ref.abs().max()).item()
+                             for o in outs.values())))
+    return rows
+
+
 def bench_mask_rcnn(h, w, repeats):
     from mmengine.optim import OptimWrapper
     torch.manual_seed(0)
@@ -101,6 +148,9 @@ def main():
     p.add_argument('--det-size', type=int, nargs=2, default=[800, 1333],
                    metavar=('H', 'W'))
     p.add_argument('--no-det', action='store_true')
+    p.add_argument('--chunked-sizes', type=int, nargs='*', default=[224],
+                   help="sizes of the wkv_backend='chunked' rows (none: "
+                   'skip them)')
     p.add_argument('--repeats', type=int, default=5)
     p.add_argument('--threads', type=int, default=0)
     p.add_argument('--json',
@@ -117,10 +167,23 @@ def main():
     if not args.no_det:
         rows.append(bench_mask_rcnn(*args.det_size, max(2, args.repeats // 2)))
         print(rows[-1], flush=True)
+    chunked = []
+    for arch in ('VRWKV', 'VRWKV6'):
+        for size in args.chunked_sizes:
+            chunked += bench_chunked(arch, size, args.repeats)
+            print(chunked[-2:], flush=True)
     machine['load_after'] = load_average()
     print_table(['case', 'eager ms', 'compiled ms', 'speed-up', 'compile s'],
                 [[r['case'], r['eager_ms'], r['compiled_ms'], r['speedup'],
                   r['compile_s']] for r in rows])
+    if chunked:
+        print_table(
+            ['case', 'kernel ms', 'kernel compiled ms', 'chunked ms',
+             'chunked compiled ms', 'compile s (chunked)'],
+            [[r['case'], r['compiled_ms'], r['compiled_compiled_ms'],
+              r['chunked_ms'], r['chunked_compiled_ms'], r['compile_s']]
+             for r in chunked])
+    rows += chunked
     write_json(args.json, machine, rows)
 
 

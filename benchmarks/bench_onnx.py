@@ -3,15 +3,15 @@ against PyTorch eager, on the CPU, in one process with one thread count.
 
 For each model and input size the backbone (random weights, eval, batch 1,
 float32, output = last layer's feature map) is exported by
-tools/export_onnx.py (Bi-WKV / Bi-WKV6 decomposed into standard operators
-by ``bi_wkv_chunked`` / ``bi_wkv6_chunked``) and timed three ways,
-interleaved run by run so that the load of a shared machine falls on all of
-them alike:
+``mmvrwkv.apis.export_onnx`` (plain ``torch.onnx.export``: Bi-WKV / Bi-WKV6
+as their standard-operator chunked forms) and timed three ways, interleaved
+run by run so that the load of a shared machine falls on all of them
+alike:
 
 * ``torch``: PyTorch eager with the compiled kernel (the normal path);
-* ``torch_chunked``: PyTorch eager with the operator replaced by its
-  chunked form (the function the ONNX graph holds), which separates the
-  cost of the decomposition from that of the runtime;
+* ``torch_chunked``: PyTorch eager, the same weights in a backbone built
+  with ``wkv_backend='chunked'`` (the form the ONNX graph holds), which
+  separates the cost of the chunked form from that of the runtime;
 * ``onnxruntime``: the exported file, CPUExecutionProvider, all graph
   optimisations, ``intra_op_num_threads`` = the torch thread count,
   sequential execution, no spinning of idle pool threads (they would take
@@ -28,7 +28,6 @@ Usage:
         [--json docs/bench_onnx.json]
 """
 import argparse
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -41,14 +40,6 @@ import numpy as np
 import torch
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def load_export_tool():
-    path = osp.join(ROOT, 'tools', 'export_onnx.py')
-    spec = importlib.util.spec_from_file_location('tools_export_onnx', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def cpu_name():
@@ -70,33 +61,29 @@ def rel_diff(got, want):
     return float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-12))
 
 
-def chunked_op(model):
-    """(module, attribute name, chunked function) of the operator that
-    ``model``'s Spatial Mix calls."""
-    from mmvrwkv.models.layers import spatial_mix, spatial_mix_v6
-    from mmvrwkv.ops import bi_wkv6_chunked, bi_wkv_chunked
-    if model == 'vrwkv6_t':
-        return spatial_mix_v6, 'bi_wkv6', bi_wkv6_chunked
-    return spatial_mix, 'bi_wkv', bi_wkv_chunked
-
-
-def export_size(tool, model, size, tmp):
-    """The backbone, a sample input and its ONNX file for ``size`` px."""
+def export_size(model, size, tmp):
+    """The backbone (compiled kernels), the same weights with
+    wkv_backend='chunked', a sample input and the ONNX file for ``size``
+    px."""
+    from mmvrwkv.apis.export import TensorForward, export_onnx
     from mmvrwkv.models import VRWKV, VRWKV6
-    torch.manual_seed(0)
     kind = VRWKV6 if model == 'vrwkv6_t' else VRWKV
-    backbone = kind(arch='tiny', img_size=224, patch_size=16,
-                    out_type='featmap').eval()
-    module = tool.TensorForward(backbone, 'backbone')
+    backbones = []
+    for backend in ('compiled', 'chunked'):
+        torch.manual_seed(0)
+        backbones.append(TensorForward(kind(
+            arch='tiny', img_size=224, patch_size=16, out_type='featmap',
+            wkv_backend=backend).eval(), 'backbone'))
+    module, chunked = backbones
     x = torch.randn(1, 3, size, size,
                     generator=torch.Generator().manual_seed(0))
     path = osp.join(tmp, f'{model}_{size}.onnx')
     start = time.perf_counter()
-    tool.export_onnx(module, x, path)
-    return module, x, path, time.perf_counter() - start
+    export_onnx(chunked, x, path)
+    return module, chunked, x, path, time.perf_counter() - start
 
 
-def time_case(model, module, x, path, threads, repeats, warmup):
+def time_case(module, chunked, x, path, threads, repeats, warmup):
     """Median latencies of torch, torch with the chunked operator and
     onnxruntime at ``threads`` threads, interleaved run by run."""
     import onnxruntime as ort
@@ -113,18 +100,12 @@ def time_case(model, module, x, path, threads, repeats, warmup):
     session = ort.InferenceSession(path, options,
                                    providers=['CPUExecutionProvider'])
     feed = {session.get_inputs()[0].name: x.numpy()}
-    owner, op_name, chunked = chunked_op(model)
-    compiled = getattr(owner, op_name)
 
     def run_torch():
         return module(x)[0].numpy()
 
     def run_torch_chunked():
-        setattr(owner, op_name, chunked)
-        try:
-            return module(x)[0].numpy()
-        finally:
-            setattr(owner, op_name, compiled)
+        return chunked(x)[0].numpy()
 
     def run_ort():
         return session.run(None, feed)[0]
@@ -191,7 +172,6 @@ def main():
 
     import onnx
     import onnxruntime
-    tool = load_export_tool()
     machine = dict(cpu=cpu_name(), cores=os.cpu_count(),
                    torch=torch.__version__, onnx=onnx.__version__,
                    onnxruntime=onnxruntime.__version__,
@@ -200,14 +180,14 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
             for size in args.sizes:
-                module, x, path, export_s = export_size(tool, model, size,
-                                                        tmp)
+                module, chunked, x, path, export_s = export_size(
+                    model, size, tmp)
                 for threads in thread_counts:
                     row = dict(model=model, size=size,
                                tokens=(size // 16)**2,
                                export_s=round(export_s, 1),
                                onnx_mb=round(osp.getsize(path) / 2**20, 1))
-                    row.update(time_case(model, module, x, path, threads,
+                    row.update(time_case(module, chunked, x, path, threads,
                                          args.repeats, args.warmup))
                     rows.append(row)
                     print(json.dumps(row), flush=True)

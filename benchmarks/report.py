@@ -1,9 +1,12 @@
 """What the benchmark scripts record and print around their measurements:
-the machine (torch, threads, CPU, load average), a markdown table of the
-results and the JSON results file ``{"machine": ..., "rows": [...]}``."""
+the machine (torch, threads, CPU, load average; the GPU on CUDA), a markdown
+table of the results and the JSON results file
+``{"machine": ..., "rows": [...]}``, plus the time budget a run may spend
+and which attention kernel SDPA picks."""
 import json
 import os
 import platform
+import time
 
 import torch
 
@@ -21,6 +24,60 @@ def machine_info(**extra):
                 load_before=load_average())
 
 
+def gpu_info(device):
+    """The GPU of ``device`` (name, compute capability, SMs, memory, CUDA
+    version of torch); an empty dict for any other device."""
+    if torch.device(device).type != 'cuda':
+        return {}
+    props = torch.cuda.get_device_properties(device)
+    return dict(gpu=props.name,
+                capability='%d.%d' % (props.major, props.minor),
+                sm_count=props.multi_processor_count,
+                gpu_memory_gb=round(props.total_memory / 2**30, 1),
+                cuda=torch.version.cuda)
+
+
+def sdpa_kernel(q, k, v):
+    """The kernel ``scaled_dot_product_attention``'s default dispatch runs
+    for these tensors ('FLASH_ATTENTION', 'EFFICIENT_ATTENTION',
+    'CUDNN_ATTENTION', 'MATH', ...), or None where this torch does not
+    say (it asks torch's private ``_fused_sdp_choice``)."""
+    try:
+        from torch.nn.attention import SDPBackend
+        names = {int(b): n for n, b in SDPBackend.__members__.items()}
+        return names.get(int(torch._fused_sdp_choice(q, k, v)))
+    except (AttributeError, ImportError, RuntimeError):
+        return None
+
+
+class Budget:
+    """Wall-clock seconds a benchmark run may spend; 0 or less: no limit.
+
+    A run checks :meth:`exhausted` before each case and stops there (a case
+    that has started runs to its end), and records :meth:`record` in its
+    machine entry.
+    """
+
+    def __init__(self, seconds=0.):
+        self.seconds = seconds
+        self.start = time.perf_counter()
+        self.cut_short = False
+
+    def spent(self):
+        return time.perf_counter() - self.start
+
+    def exhausted(self):
+        """True once the budget is spent (and remembers that a case was
+        left out)."""
+        if self.seconds > 0 and self.spent() >= self.seconds:
+            self.cut_short = True
+        return self.cut_short
+
+    def record(self):
+        return dict(budget_s=self.seconds or None,
+                    spent_s=round(self.spent(), 1), cut_short=self.cut_short)
+
+
 def print_table(head, rows):
     """A markdown table: ``head`` names the columns, each row is a sequence
     of cells."""
@@ -31,7 +88,11 @@ def print_table(head, rows):
 
 
 def write_json(path, machine, rows):
-    """Write the results to ``path``; an empty path writes nothing."""
+    """Write the results to ``path``; an empty path writes nothing. Scripts
+    with a time budget call it after every case, so that a run stopped
+    from outside leaves the cases it finished."""
     if path:
-        with open(path, 'w') as f:
+        tmp = f'{path}.tmp'
+        with open(tmp, 'w') as f:
             json.dump(dict(machine=machine, rows=rows), f, indent=1)
+        os.replace(tmp, path)

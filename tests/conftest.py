@@ -9,6 +9,9 @@ import torch
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: end-to-end tests (minutes)')
+    config.addinivalue_line(
+        'markers', 'gpu: runs only on a GPU (skipped elsewhere); '
+        'tools/gpu_check.sh runs `pytest -m gpu`')
 
 
 @pytest.fixture(autouse=True)

@@ -4,42 +4,20 @@
     python tools/convert_official.py \
         mask_rcnn_vrwkv_adapter_tiny_fpn_1x_coco.pth mask_rcnn_t.safetensors
 
-Reads the file with ``weights_only=True``, finds the weights, renames what
-differs (see mmvrwkv/apis/official_checkpoint.py), checks every key and
-shape against the model of the matching config in configs/ (or --config),
+A command line over :func:`mmvrwkv.apis.official_checkpoint.convert_file`:
+reads the file with ``weights_only=True``, finds the weights, renames what
+differs, checks every key and shape against the model of the matching
+config of this package (or --config),
 and writes a ``.pth`` (``{'state_dict', 'meta'}``) or, for a DST ending in
 ``.safetensors``, a safetensors file. The output loads with strict=True.
 """
 import argparse
-import os
-import os.path as osp
 import sys
 from collections import Counter
 
-import torch
 from mmengine.config import DictAction
 
-from mmvrwkv.apis import build_model
-from mmvrwkv.apis.official_checkpoint import (KINDS, compare_shapes,
-                                              convert_official)
-from mmvrwkv.utils import load_checkpoint_file, save_safetensors
-
-CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                      'configs')
-SHORT = dict(tiny='t', small='s', base='b', large='l')
-
-
-def default_config(kind: str, arch: str) -> str:
-    """The config in configs/ for a released checkpoint."""
-    if arch not in SHORT:
-        raise ValueError(f'the backbone is no preset ({arch}): pass the '
-                         '--config of a model with this architecture')
-    s = SHORT[arch]
-    name = dict(cls=f'vrwkv_{s}_in1k.py' if s != 'l' else
-                'vrwkv_l_in1k_384.py',
-                det=f'mask_rcnn_vrwkv_{s}.py',
-                seg=f'upernet_vrwkv_{s}.py')[kind]
-    return osp.join(CONFIG_DIR, name)
+from mmvrwkv.apis.official_checkpoint import KINDS, convert_file
 
 
 def parse_args(argv=None):
@@ -84,31 +62,14 @@ def report(conv, config: str) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if osp.abspath(args.src) == osp.abspath(args.dst):
-        sys.exit('refusing to overwrite the source file: choose another DST')
     try:
-        checkpoint = load_checkpoint_file(args.src, map_location='cpu')
-        conv = convert_official(checkpoint, args.kind,
-                                source=osp.basename(args.src))
-        config = args.config or default_config(conv.kind, conv.arch)
+        conv, config = convert_file(args.src, args.dst, args.kind,
+                                    args.config, args.cfg_options)
     except (ValueError, RuntimeError, FileNotFoundError) as err:
-        sys.exit(f'{args.src}: {err}')
-    # on the 'meta' device: names and shapes, no memory, no download
-    skeleton = build_model(config, args.cfg_options, device='meta')
-    problems = compare_shapes(conv.state_dict, skeleton)
-    if problems:
-        sys.exit(f'{args.src} does not fit the model of {config} '
-                 f'(VRWKV {conv.arch}, {conv.kind}):\n  '
-                 + '\n  '.join(problems)
-                 + '\nPick the config of this checkpoint with --config '
-                 '(and --cfg-options for e.g. num_classes).')
+        message = str(err)
+        sys.exit(message if message.startswith(args.src) else
+                 f'{args.src}: {message}')
     report(conv, config)
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    if args.dst.endswith('.safetensors'):
-        save_safetensors(conv.state_dict, args.dst, conv.meta)
-    else:
-        torch.save(dict(state_dict=conv.state_dict, meta=conv.meta),
-                   args.dst)
     print(f'wrote {args.dst}')
     return 0
 

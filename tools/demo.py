@@ -11,7 +11,7 @@ import torch
 from mmengine.registry import MODELS
 
 import mmvrwkv
-from mmvrwkv.ops import available_backends
+from mmvrwkv.ops import bi_wkv_backends
 
 
 def main():
@@ -22,7 +22,7 @@ def main():
     args = parser.parse_args()
     print(f'mmvrwkv {mmvrwkv.__version__}, torch {torch.__version__}, '
           f'Bi-WKV backends on {args.device}: '
-          f'{available_backends(args.device)}')
+          f'{bi_wkv_backends(args.device)}')
     print(f'{"arch":8s} {"params":>9s} {"224x224 out":>18s} '
           f'{"320x192 out":>18s} {"fwd 224 (s)":>12s}')
     torch.manual_seed(0)

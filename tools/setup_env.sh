@@ -77,4 +77,4 @@ log "building mmvrwkv (FORCE_CUDA=${FORCE_CUDA:-0}, TORCH_CUDA_ARCH_LIST=$TORCH_
 # isolated from torch and would skip the extension).
 (cd "$ROOT" && MAX_JOBS=${MAX_JOBS:-2} python setup.py -q build_ext --inplace \
     && pip install -q --no-build-isolation --no-deps -e .)
-python -c "import mmvrwkv.ops as o; print('[setup_env] Bi-WKV backends:', o.available_backends())"
+python -c "import mmvrwkv.ops as o; print('[setup_env] backends on the CPU: Bi-WKV', o.bi_wkv_backends(), 'Bi-WKV6', o.bi_wkv6_backends())"

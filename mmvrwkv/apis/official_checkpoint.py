@@ -22,14 +22,19 @@ OpenGVLab/Vision-RWKV and the mmdet 2.x / mmseg 0.x / mmcls 0.x sources):
   ``meta['dataset_meta']`` (``classes``, ``palette``), which the mm
   inferencers read.
 """
+import os
+import os.path as osp
 import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
+from mmengine.runner.checkpoint import load_state_dict
 
 from ..models.backbones import VRWKV
+from ..utils import config_path, load_checkpoint_file, save_safetensors
+from .model_builder import build_model
 
 KINDS = ('cls', 'det', 'seg')
 # present in every VRWKV backbone and in no other model we know of
@@ -243,3 +248,96 @@ def compare_shapes(state_dict: dict, model: nn.Module) -> List[str]:
             continue
         problems.append(f'{key}: {got} in the file, {want} in the model')
     return problems
+
+
+SHORT = dict(tiny='t', small='s', base='b', large='l')
+
+
+def default_config(kind: str, arch: str) -> str:
+    """The config of this package for a released checkpoint of ``kind``
+    ('cls', 'det', 'seg') and backbone preset ``arch``.
+
+    Raises:
+        ValueError: ``arch`` is no preset.
+    """
+    if arch not in SHORT:
+        raise ValueError(f'the backbone is no preset ({arch}): pass the '
+                         '--config of a model with this architecture')
+    s = SHORT[arch]
+    name = dict(cls=f'vrwkv_{s}_in1k.py' if s != 'l' else
+                'vrwkv_l_in1k_384.py',
+                det=f'mask_rcnn_vrwkv_{s}.py',
+                seg=f'upernet_vrwkv_{s}.py')[kind]
+    return config_path(name)
+
+
+def convert_file(src: str, dst: str, kind: str = 'auto',
+                 config: Optional[str] = None,
+                 cfg_options: Optional[dict] = None
+                 ) -> Tuple[Conversion, str]:
+    """Convert the official checkpoint file ``src`` and write ``dst``
+    (``{'state_dict', 'meta'}`` as ``.pth``, or ``.safetensors``), after
+    checking every key and shape against the model of ``config`` (default:
+    this package's config of the kind and preset found).
+
+    Returns:
+        tuple: the :class:`Conversion` and the config it was checked
+        against.
+
+    Raises:
+        ValueError: ``dst`` is ``src``; not a VRWKV checkpoint; the weights
+            do not fit the model of the config (the message lists the
+            mismatches).
+        RuntimeError, FileNotFoundError: ``src`` cannot be read.
+    """
+    if osp.abspath(src) == osp.abspath(dst):
+        raise ValueError('refusing to overwrite the source file: choose '
+                         'another DST')
+    checkpoint = load_checkpoint_file(src, map_location='cpu')
+    conv = convert_official(checkpoint, kind, source=osp.basename(src))
+    config = config or default_config(conv.kind, conv.arch)
+    # on the 'meta' device: names and shapes, no memory, no download
+    skeleton = build_model(config, cfg_options, device='meta')
+    problems = compare_shapes(conv.state_dict, skeleton)
+    if problems:
+        raise ValueError(
+            f'{src} does not fit the model of {config} (VRWKV {conv.arch}, '
+            f'{conv.kind}):\n  ' + '\n  '.join(problems)
+            + '\nPick the config of this checkpoint with --config (and '
+            '--cfg-options for e.g. num_classes).')
+    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
+    if dst.endswith('.safetensors'):
+        save_safetensors(conv.state_dict, dst, conv.meta)
+    else:
+        torch.save(dict(state_dict=conv.state_dict, meta=conv.meta), dst)
+    return conv, config
+
+
+def load_weights(model: nn.Module, checkpoint: str,
+                 backbone_only: bool = False) -> None:
+    """Load ``checkpoint`` (weights only: ``.pth`` or ``.safetensors``, any
+    nesting, DDP prefixes stripped) into ``model``, strictly; with
+    ``backbone_only``, the ``backbone.`` part of a full-model checkpoint.
+
+    Raises:
+        RuntimeError, FileNotFoundError: the file cannot be read (or would
+            run pickled code).
+        ValueError: no weights in it, or they do not match the model (the
+            message lists the differences).
+    """
+    loaded = load_checkpoint_file(checkpoint, map_location='cpu')
+    try:
+        state_dict, _ = find_state_dict(loaded)
+    except ValueError as err:
+        raise ValueError(f'{checkpoint}: {err}') from err
+    state_dict, _ = strip_module_prefix(state_dict)
+    if backbone_only and any(k.startswith('backbone.') for k in state_dict):
+        state_dict = {k[len('backbone.'):]: v for k, v in state_dict.items()
+                      if k.startswith('backbone.')}
+    problems = compare_shapes(state_dict, model)
+    if problems:
+        raise ValueError(
+            f'checkpoint {checkpoint} does not match the model of the '
+            'config' + (' (backbone)' if backbone_only else '') + ': '
+            + '; '.join(problems))
+    load_state_dict(model, state_dict, strict=True)

@@ -2,6 +2,9 @@
 segmentor, a detector and a classifier (real mm inferencers, small
 untrained models saved as checkpoints)."""
 import os
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,8 +13,9 @@ from PIL import Image
 
 from mmvrwkv.apis import build_model, inference, list_images
 from mmvrwkv.utils import save_safetensors
-from tests.test_tools.tool_loader import ROOT, load_tool
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 SEG_CFG = os.path.join(ROOT, 'configs', 'demo',
                        'upernet_vrwkv_demo_shapes.py')
 DET_CFG = os.path.join(ROOT, 'configs', 'demo',
@@ -65,23 +69,32 @@ def test_segmentor_and_detector(image_dir, tmp_path):
     check_pngs(written, image, tmp_path / 'det')
 
 
-def test_classifier_cli(image_dir, tmp_path, capsys):
+def run_infer(*args):
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'tools', 'infer.py'),
+         *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+        timeout=600)
+
+
+def test_classifier_cli(image_dir, tmp_path):
     cfg = tmp_path / 'tiny_cls.py'
     cfg.write_text(
         f"_base_ = '{ROOT}/configs/vrwkv_t_in1k.py'\n"
         "model = dict(backbone=dict(arch=dict(_delete_=True, embed_dims=32, "
         "num_layers=2)), head=dict(in_channels=32, num_classes=3))\n")
     ckpt = save_untrained(str(cfg), tmp_path / 'cls.pth', ('x', 'y', 'z'))
-    infer = load_tool('infer')
     out_dir = tmp_path / 'vis'
-    assert infer.main([image_dir, str(cfg), ckpt, '--out-dir',
-                       str(out_dir), '--device', 'cpu']) == 0
+    proc = run_infer(image_dir, cfg, ckpt, '--out-dir', out_dir, '--device',
+                     'cpu')
+    assert proc.returncode == 0, proc.stderr[-3000:]
     # mmengine prints its own lines too; the tool prints one path a line
-    written = [line for line in capsys.readouterr().out.splitlines()
+    written = [line for line in proc.stdout.splitlines()
                if line.endswith('.png')]
     assert len(written) == 2   # a.jpg, b.png; not notes.txt
     check_pngs(written, image_dir, out_dir)
-    with pytest.raises(SystemExit, match='neither an image nor a folder'):
-        infer.main([str(tmp_path / 'nothing'), str(cfg), ckpt])
-    with pytest.raises(SystemExit, match='checkpoint .* does not exist'):
-        infer.main([image_dir, str(cfg), str(tmp_path / 'none.pth')])
+    proc = run_infer(tmp_path / 'nothing', cfg, ckpt)
+    assert proc.returncode == 1
+    assert 'neither an image nor a folder' in proc.stderr
+    proc = run_infer(image_dir, cfg, tmp_path / 'none.pth')
+    assert proc.returncode == 1
+    assert re.search('checkpoint .* does not exist', proc.stderr)

@@ -21,7 +21,9 @@ PUBLISHED_PARAMS = {'vrwkv_t_in1k': 6.2, 'vrwkv_s_in1k': 23.8,
 # models, paper Tables 3 and 4, in M.
 PUBLISHED_BACKBONE_PARAMS = {'t': 8.4, 's': 29.3, 'b': 106.6, 'l': 351.9}
 DENSE = ('mask_rcnn_vrwkv_', 'upernet_vrwkv_')
-# VRWKV6: no official dense models, the VRWKV recipes at sizes t, s, b
+# VRWKV6: no official dense models, the VRWKV recipes at sizes t, s, b;
+# their backbone (VRWKV6 + adapter) parameters as the README gives them, in M
+VRWKV6_BACKBONE_PARAMS = {'t': 9.9, 's': 33.1, 'b': 117.8}
 VRWKV6_CONFIGS = [f'{kind}_vrwkv6_{size}' for kind in ('mask_rcnn', 'upernet')
                   for size in 'tsb'] + [f'vrwkv6_{s}_in1k' for s in 'tsb']
 
@@ -69,6 +71,8 @@ def check_vrwkv6(cfg, model, name):
     size = name.split('_')[-1 if dense else -2]
     assert backbone.embed_dims == dict(t=192, s=384, b=768)[size]
     if dense:
+        params = sum(p.numel() for p in backbone.parameters()) / 1e6
+        assert round(params, 1) == VRWKV6_BACKBONE_PARAMS[size]
         init_cfg = cfg.model.backbone.init_cfg
         assert init_cfg.checkpoint.endswith(f'/vrwkv6_{size}_in1k_224.pth')
         assert init_cfg.prefix == 'backbone.'

@@ -3,18 +3,25 @@ import numpy as np
 import pytest
 import torch
 
-from mmvrwkv.ops import available_backends
+from mmvrwkv.ops import bi_wkv6_backends, bi_wkv_backends
 
 # The compiled Bi-WKV kernels: tests of them are skipped (needs_ext) without
 # the extension, and their 'cuda' device (CUDA_DEVICE, beside 'cpu' and the
 # emulator's cuda_emu.device_param() in a test's DEVICES) without a GPU and
 # the CUDA kernels.
-HAS_EXT = 'compiled' in available_backends('cpu')
+HAS_EXT = 'compiled' in bi_wkv_backends('cpu')
 needs_ext = pytest.mark.skipif(not HAS_EXT, reason='extension not built')
-CUDA_DEVICE = pytest.param('cuda', marks=pytest.mark.skipif(
-    not (torch.cuda.is_available()
-         and 'compiled' in available_backends('cuda')),
-    reason='needs a GPU and the CUDA kernels'))
+CUDA_DEVICE = pytest.param('cuda', marks=[pytest.mark.gpu, pytest.mark.skipif(
+    not (torch.cuda.is_available() and 'compiled' in bi_wkv_backends('cuda')),
+    reason='needs a GPU and the CUDA kernels')])
+# The same for Bi-WKV6's kernels.
+needs_bi_wkv6_ext = pytest.mark.skipif(
+    'compiled' not in bi_wkv6_backends('cpu'), reason='extension not built')
+BI_WKV6_CUDA_DEVICE = pytest.param('cuda', marks=[
+    pytest.mark.gpu, pytest.mark.skipif(
+        not (torch.cuda.is_available()
+             and 'compiled' in bi_wkv6_backends('cuda')),
+        reason='needs a GPU and the CUDA kernels')])
 
 
 def naive_bi_wkv(w, u, k, v, eps=1e-6):
@@ -108,9 +115,40 @@ def chunk_crossing_inputs(case, T=700, C=16):
     return w, u, k, v
 
 
+def extreme_inputs(T, C, dtype, k_scale, w, seed=0, device='cpu'):
+    """Bi-WKV inputs (w, u, k, v) of batch 1 with the given w per channel
+    and keys of scale ``k_scale``, rounded to ``dtype`` (w, u to the
+    accumulation dtype), on ``device`` ('cuda-emu': the CPU)."""
+    g = torch.Generator().manual_seed(seed)
+    wdt = torch.float64 if dtype == torch.float64 else torch.float32
+    k = (torch.randn(1, T, C, generator=g, dtype=torch.float64) *
+         k_scale).to(dtype)
+    v = torch.randn(1, T, C, generator=g, dtype=torch.float64).to(dtype)
+    u = torch.randn(C, generator=g, dtype=torch.float64).to(wdt)
+    # a copy of w: callers set requires_grad on the returned tensors, and
+    # .to() of the same dtype and device would return W_EXTREME itself
+    device = 'cpu' if device == 'cuda-emu' else device
+    return [x.to(device)
+            for x in (w.to(wdt, copy=True), u, k, v)]
+
+
+# w per channel: strong growth (-), none, strong decay (+); the model passes
+# spatial_decay / T, so large |w| means a large learned decay at small T
+W_EXTREME = torch.tensor([-50., -1., -1e-3, 0., 1e-3, 1., 50., 1e3])
+
+
+# The extreme inputs of the Bi-WKV tests (compiled kernels, chunked form,
+# ONNX): keys of magnitude 1e4 and 30 with strong growth and decay.
+BI_WKV_EXTREMES = {
+    'k1e4': dict(T=300, k_scale=1e4, w=W_EXTREME),
+    'k-1e4': dict(T=300, k_scale=-1e4, w=W_EXTREME),
+    'k30': dict(T=300, k_scale=30., w=W_EXTREME),
+}
+
+
 # ---- Bi-WKV6 (VRWKV6) -----------------------------------------------------
-# Shared by the Bi-WKV6 tests of every device (test_bi_wkv6.py: cpu, cuda;
-# the CUDA emulator's tests): an implementation under test is a pair
+# Shared by the Bi-WKV6 tests of every device (test_bi_wkv6/: cpu, cuda,
+# the CUDA emulator): an implementation under test is a pair
 # forward(r, k, v, w, u) -> y and backward(r, k, v, w, u, gy) -> (gr, gk, gv,
 # gw, gu) on CPU tensors, with the dtypes of torch.ops.mmvrwkv.bi_wkv6.
 
@@ -191,3 +229,55 @@ BI_WKV6_EXTREMES = {
     'mixed': dict(w_values=[-20.0, -5.0, -1.0, 0.0, 2.0, 5.0]),
     'large-k': dict(k_scale=50.0, w_values=[-20.0, -0.5, 5.0]),
 }
+
+
+# ---- multi-scale deformable attention (the adapters) ----------------------
+MSDA_SHAPES = [(4, 6), (2, 3), (1, 1)]  # odd, non-square levels and a pixel
+
+
+def msda_inputs(B=2, Q=5, heads=3, D=4, points=2, shapes=MSDA_SHAPES,
+                dtype=torch.float32, device='cpu', seed=0, margin=0.1):
+    """value (B, S, heads, D), sampling_locations (B, Q, heads, levels,
+    points, 2) in [-margin, 1 + margin] (some samples fall outside the map)
+    and softmax-normalised attention_weights (B, Q, heads, levels,
+    points)."""
+    g = torch.Generator().manual_seed(seed)
+    S = sum(h * w for h, w in shapes)
+    levels = len(shapes)
+    value = torch.randn(B, S, heads, D, generator=g, dtype=torch.float64)
+    loc = torch.rand(B, Q, heads, levels, points, 2, generator=g,
+                     dtype=torch.float64) * (1 + 2 * margin) - margin
+    weights = torch.randn(B, Q, heads, levels * points, generator=g,
+                          dtype=torch.float64).softmax(-1).view(
+                              B, Q, heads, levels, points)
+    return [x.to(device, dtype) for x in (value, loc, weights)]
+
+
+def naive_ms_deform_attn(value, shapes, loc, weights):
+    """Independent float64 oracle of multi-scale deformable sampling in
+    numpy: per sample, bilinear interpolation of the four pixels around
+    (x * w - 0.5, y * h - 0.5) with zeros outside the map."""
+    value, loc, weights = (np.asarray(x.detach().double().cpu())
+                           for x in (value, loc, weights))
+    B, S, heads, D = value.shape
+    Q, points = loc.shape[1], loc.shape[4]
+    out = np.zeros((B, Q, heads, D))
+    start = 0
+    for level, (h, w) in enumerate(shapes):
+        maps = value[:, start:start + h * w].reshape(B, h, w, heads, D)
+        start += h * w
+        for b in range(B):
+            for q in range(Q):
+                for m in range(heads):
+                    for p in range(points):
+                        x = loc[b, q, m, level, p, 0] * w - 0.5
+                        y = loc[b, q, m, level, p, 1] * h - 0.5
+                        x0, y0 = int(np.floor(x)), int(np.floor(y))
+                        sample = np.zeros(D)
+                        for yy in (y0, y0 + 1):
+                            for xx in (x0, x0 + 1):
+                                if 0 <= yy < h and 0 <= xx < w:
+                                    c = (1 - abs(x - xx)) * (1 - abs(y - yy))
+                                    sample += c * maps[b, yy, xx, m]
+                        out[b, q, m] += weights[b, q, m, level, p] * sample
+    return torch.from_numpy(out.reshape(B, Q, heads * D))

@@ -1,18 +1,22 @@
-"""tools/convert_official.py end to end on official-format files of the demo
-architectures: the converted file loads with strict=True through mmengine,
-and the model gives the same outputs as one whose weights were copied from
-the official tensors one by one."""
+"""tools/convert_official.py (mmvrwkv.apis.official_checkpoint.convert_file)
+end to end on official-format files of the demo architectures: the
+converted file loads with strict=True through mmengine, and the model gives
+the same outputs as one whose weights were copied from the official tensors
+one by one."""
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 from mmengine.runner import load_checkpoint
 
 from mmvrwkv.apis import build_model
+from mmvrwkv.apis.official_checkpoint import convert_file
 from tests.test_apis import official_state_dicts as official
-from .tool_loader import ROOT, load_tool
 
-convert = load_tool('convert_official')
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 # the converted files load through mmengine with mmvrwkv's loaders
 # (.safetensors), as in the configs (CheckpointSafetyHook)
 pytestmark = pytest.mark.usefixtures('safe_loading')
@@ -53,12 +57,14 @@ def small_l_classifier_cfg(tmp_path):
     return str(path)
 
 
-def run(argv, capsys):
-    assert convert.main([str(a) for a in argv]) == 0
-    return capsys.readouterr().out
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'tools', 'convert_official.py'),
+         *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+        timeout=600)
 
 
-def test_l_classifier_head_renamed(tmp_path, capsys):
+def test_l_classifier_head_renamed(tmp_path):
     cfg = small_l_classifier_cfg(tmp_path)
     shapes = official.Shapes()
     official.vrwkv(shapes, 'backbone.', 32, 2, 64, key_norm=True,
@@ -68,8 +74,10 @@ def test_l_classifier_head_renamed(tmp_path, capsys):
     state = shapes.tensors()
     src, dst = tmp_path / 'official.pth', tmp_path / 'ours.pth'
     torch.save(official.internimage_checkpoint(state), src)
-    out = run([src, dst, '--config', cfg], capsys)
-    assert 'renamed head.0.* -> head.layers.pre_logits.* (2 tensors)' in out
+    proc = run_cli(src, dst, '--config', cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'renamed head.0.* -> head.layers.pre_logits.* (2 tensors)' in \
+        proc.stdout
     loaded = torch.load(dst, weights_only=True)
     assert set(loaded) == {'state_dict', 'meta'}
 
@@ -84,7 +92,7 @@ def test_l_classifier_head_renamed(tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.parametrize('kind', ['det', 'seg'])
-def test_dense_models_via_safetensors(kind, tmp_path, capsys):
+def test_dense_models_via_safetensors(kind, tmp_path):
     det_shapes, seg_shapes = official.official_demo_models()
     shapes, cfg = (det_shapes, DET_CFG) if kind == 'det' else (seg_shapes,
                                                                SEG_CFG)
@@ -93,9 +101,10 @@ def test_dense_models_via_safetensors(kind, tmp_path, capsys):
     classes = ('circle', 'square', 'triangle')
     torch.save(official.mmcv1_checkpoint(state, classes=classes, ddp=True),
                src)
-    out = run([src, dst, '--kind', kind, '--config', cfg], capsys)
-    assert f"stripped DDP 'module.' prefixes ({len(state)} keys)" in out
-    assert 'renamed nothing' in out and 'kept 3 class names' in out
+    conv, _ = convert_file(str(src), str(dst), kind, cfg)
+    assert conv.stripped_module == len(state)
+    assert not conv.renamed and conv.meta['dataset_meta']['classes'] == \
+        list(classes)
 
     model = build(cfg)
     ckpt = load_checkpoint(model, str(dst), strict=True)
@@ -116,26 +125,28 @@ def test_dense_models_via_safetensors(kind, tmp_path, capsys):
                 torch.testing.assert_close(a, b)
 
 
-def test_refusals_name_the_problem(tmp_path, capsys):
+def test_refusals_name_the_problem(tmp_path):
     # not a VRWKV model
     src = tmp_path / 'resnet.pth'
     torch.save({'state_dict': {'backbone.conv1.weight': torch.zeros(4, 3, 3,
                                                                     3)}},
                src)
-    with pytest.raises(SystemExit, match='not a Vision-RWKV checkpoint'):
-        convert.main([str(src), str(tmp_path / 'out.pth')])
+    with pytest.raises(ValueError, match='not a Vision-RWKV checkpoint'):
+        convert_file(str(src), str(tmp_path / 'out.pth'))
     # the demo UperNet (96 channels) against the small preset's config
     src = tmp_path / 'upernet_demo.pth'
     _, seg_shapes = official.official_demo_models()
     torch.save(official.mmcv1_checkpoint(seg_shapes.tensors()), src)
-    with pytest.raises(SystemExit) as err:
-        convert.main([str(src), str(tmp_path / 'out.pth'), '--config',
-                      os.path.join(ROOT, 'configs', 'upernet_vrwkv_s.py')])
+    with pytest.raises(ValueError) as err:
+        convert_file(str(src), str(tmp_path / 'out.pth'), config=os.path.join(
+            ROOT, 'configs', 'upernet_vrwkv_s.py'))
     message = str(err.value)
     assert 'does not fit the model of' in message
     assert 'backbone.layers.0.att.key.weight: (96, 96) in the file, ' \
         '(384, 384) in the model' in message
     assert not (tmp_path / 'out.pth').exists()
-    # no preset, no config
-    with pytest.raises(SystemExit, match='pass the --config'):
-        convert.main([str(src), str(tmp_path / 'out.pth')])
+    # no preset, no config: the command line's message and status
+    proc = run_cli(src, tmp_path / 'out.pth')
+    assert proc.returncode == 1 and 'pass the --config' in proc.stderr
+    with pytest.raises(ValueError, match='refusing to overwrite'):
+        convert_file(str(src), str(src))

@@ -2,10 +2,11 @@
 
 Parameter names follow the official Vision-RWKV adapter (itself ViT-Adapter,
 Chen et al., ICLR 2023), so its checkpoints load unchanged. The deformable
-attention is mmcv's ``MultiScaleDeformableAttention`` (CUDA kernel on GPU,
-PyTorch path on CPU, wrapped as a PyTorch operator by
-:class:`DeformableAttention`), built without dropout and called with an
-explicit ``identity`` so it computes exactly the official MSDeformAttn.
+attention is :class:`DeformableAttention` (mmcv's
+``MultiScaleDeformableAttention`` with the level shapes as integers; its
+sampling through :func:`mmvrwkv.ops.ms_deform_attn`: mmcv's CUDA kernel on
+GPU, standard operators elsewhere), built without dropout and called with
+an explicit ``identity`` so it computes exactly the official MSDeformAttn.
 """
 from typing import List, Sequence, Tuple
 
@@ -73,15 +74,15 @@ def tokens_to_map(tokens: torch.Tensor, shape: Tuple[int, int]):
 
 
 def _deform_attn(dims: int, num_heads: int, num_levels: int, num_points: int,
-                 deform_ratio: float) -> DeformableAttention:
+                 deform_ratio: float, backend: str) -> DeformableAttention:
     return DeformableAttention(
         embed_dims=dims,
         num_heads=num_heads,
         num_levels=num_levels,
         num_points=num_points,
         dropout=0.,
-        batch_first=True,
-        value_proj_ratio=deform_ratio)
+        value_proj_ratio=deform_ratio,
+        backend=backend)
 
 
 class DWConv(nn.Module):
@@ -127,16 +128,19 @@ class Injector(nn.Module):
         init_values (float): initial gamma. Defaults to 0 (the adapter
             starts as the plain backbone).
         with_cp (bool): gradient checkpointing.
+        deform_attn_backend (str): backend of the deformable sampling
+            (:func:`mmvrwkv.ops.ms_deform_attn`). Defaults to 'auto'.
     """
 
     def __init__(self, dims: int, num_heads: int, num_points: int,
                  deform_ratio: float, init_values: float = 0.,
-                 with_cp: bool = False):
+                 with_cp: bool = False, deform_attn_backend: str = 'auto'):
         super().__init__()
         self.with_cp = with_cp
         self.query_norm = nn.LayerNorm(dims, eps=1e-6)
         self.feat_norm = nn.LayerNorm(dims, eps=1e-6)
-        self.attn = _deform_attn(dims, num_heads, 3, num_points, deform_ratio)
+        self.attn = _deform_attn(dims, num_heads, 3, num_points, deform_ratio,
+                                 deform_attn_backend)
         self.gamma = nn.Parameter(init_values * torch.ones(dims))
 
     def _forward(self, x, c, layout):
@@ -163,17 +167,20 @@ class Extractor(nn.Module):
         drop (float): ConvFFN dropout. Defaults to 0.
         drop_path (float): stochastic depth on the ConvFFN. Defaults to 0.
         with_cp (bool): gradient checkpointing.
+        deform_attn_backend (str): as :class:`Injector`.
     """
 
     def __init__(self, dims: int, num_heads: int, num_points: int,
                  deform_ratio: float, with_cffn: bool = True,
                  cffn_ratio: float = 0.25, drop: float = 0.,
-                 drop_path: float = 0., with_cp: bool = False):
+                 drop_path: float = 0., with_cp: bool = False,
+                 deform_attn_backend: str = 'auto'):
         super().__init__()
         self.with_cp = with_cp
         self.query_norm = nn.LayerNorm(dims, eps=1e-6)
         self.feat_norm = nn.LayerNorm(dims, eps=1e-6)
-        self.attn = _deform_attn(dims, num_heads, 1, num_points, deform_ratio)
+        self.attn = _deform_attn(dims, num_heads, 1, num_points, deform_ratio,
+                                 deform_attn_backend)
         self.with_cffn = with_cffn
         if with_cffn:
             self.ffn = ConvFFN(dims, int(dims * cffn_ratio), drop)
@@ -204,15 +211,16 @@ class InteractionBlock(nn.Module):
     def __init__(self, dims: int, num_heads: int, num_points: int,
                  deform_ratio: float, with_cffn: bool, cffn_ratio: float,
                  drop: float, drop_path: float, init_values: float,
-                 extra_extractor: bool, with_cp: bool):
+                 extra_extractor: bool, with_cp: bool,
+                 deform_attn_backend: str = 'auto'):
         super().__init__()
         self.injector = Injector(dims, num_heads, num_points, deform_ratio,
-                                 init_values, with_cp)
+                                 init_values, with_cp, deform_attn_backend)
         extractor = dict(
             dims=dims, num_heads=num_heads, num_points=num_points,
             deform_ratio=deform_ratio, with_cffn=with_cffn,
             cffn_ratio=cffn_ratio, drop=drop, drop_path=drop_path,
-            with_cp=with_cp)
+            with_cp=with_cp, deform_attn_backend=deform_attn_backend)
         self.extractor = Extractor(**extractor)
         self.extra_extractors = nn.Sequential(
             *[Extractor(**extractor) for _ in range(2)]) \

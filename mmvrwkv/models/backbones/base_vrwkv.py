@@ -109,6 +109,11 @@ class VisionRWKVBase(BaseModule):
         frozen_stages (int): freeze the embeddings (>= 0) and the first
             ``frozen_stages`` layers; -1 freezes nothing. Defaults to -1.
         with_cp (bool): gradient checkpointing per layer. Defaults to False.
+        wkv_backend (str): how every layer computes its Bi-WKV / Bi-WKV6
+            (:func:`mmvrwkv.ops.bi_wkv`): 'auto' (the compiled kernel,
+            else standard operators), 'compiled', 'chunked' (standard
+            operators, no compiled code: any device, ONNX export),
+            'reference', or (VRWKV6) 'fla'. Defaults to 'auto'.
         init_cfg (dict | list, optional): mmengine initialisation config.
             Defaults to None.
     """
@@ -135,8 +140,10 @@ class VisionRWKVBase(BaseModule):
                  out_type: str = 'featmap',
                  frozen_stages: int = -1,
                  with_cp: bool = False,
+                 wkv_backend: str = 'auto',
                  init_cfg: Optional[Union[dict, list]] = None):
         super().__init__(init_cfg)
+        self.wkv_backend = wkv_backend
         self.arch_settings = self._parse_arch(arch)
         self._override_arch(
             dict(post_norm=post_norm, key_norm=key_norm,

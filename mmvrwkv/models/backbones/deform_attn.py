@@ -1,119 +1,98 @@
-"""mmcv's multi-scale deformable attention in a form that compiles and
-exports.
+"""Multi-scale deformable attention (Deformable DETR's MSDeformAttn) as the
+ViT-Adapter uses it: projections around :func:`mmvrwkv.ops.ms_deform_attn`.
 
-mmcv's module runs its CUDA kernel through an ``autograd.Function`` over a
-pybind extension, and on other devices a PyTorch function that iterates over
-a tensor of level shapes. Both break a ``torch.compile`` graph, and neither
-exports. :class:`DeformableAttention` is mmcv's
-``MultiScaleDeformableAttention`` (same parameters, names and result) with
-the level shapes kept as plain (or symbolic) integers:
-
-* on CUDA, the sampling core is ``torch.ops.mmvrwkv.ms_deform_attn``, mmcv's
-  CUDA kernels registered as a PyTorch operator (fake implementation and
-  autograd through ``torch.library``);
-* elsewhere, mmcv's PyTorch function, which then traces into standard ops.
+Parameters, their names and their initialisation are those of mmcv's
+``MultiScaleDeformableAttention`` (and of the official adapter's
+MSDeformAttn), so checkpoints load unchanged; unlike mmcv's module it keeps
+the level shapes as plain (or symbolic) integers, so models compile without
+graph breaks and export, and it needs no compiled mmcv: the sampling runs
+mmcv's CUDA kernel where one is installed and standard operators elsewhere
+(``backend``).
 """
-from typing import List, Sequence, Tuple
+import math
+from typing import Optional, Sequence, Tuple
 
 import torch
-from mmcv.ops import MultiScaleDeformableAttention
-from mmcv.ops.multi_scale_deform_attn import \
-    multi_scale_deformable_attn_pytorch
-from mmcv.utils import ext_loader
+import torch.nn as nn
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import constant_init, xavier_init
+
+from mmvrwkv.ops import MS_DEFORM_ATTN_BACKENDS, ms_deform_attn
 
 Shapes = Sequence[Tuple[int, int]]
-IM2COL_STEP = 64
 
 
-def _ext():
-    return ext_loader.load_ext(
-        '_ext', ['ms_deform_attn_backward', 'ms_deform_attn_forward'])
-
-
-def _layout(shapes: List[int], device):
-    """mmcv's (levels, 2) shape tensor and level start indices."""
-    spatial = torch.tensor(shapes, dtype=torch.long,
-                           device=device).view(-1, 2)
-    sizes = spatial.prod(1)
-    return spatial, torch.cat((sizes.new_zeros(1), sizes.cumsum(0)[:-1]))
-
-
-@torch.library.custom_op('mmvrwkv::ms_deform_attn', mutates_args=(),
-                         device_types='cuda')
-def ms_deform_attn(value: torch.Tensor, shapes: List[int],
-                   sampling_locations: torch.Tensor,
-                   attention_weights: torch.Tensor) -> torch.Tensor:
-    """Multi-scale deformable sampling with mmcv's CUDA kernel (the core of
-    Deformable DETR's attention, no projections).
+class DeformableAttention(BaseModule):
+    """Multi-scale deformable attention, batch first, reference points as
+    (x, y) in [0, 1]: ``identity + dropout(output_proj(sample(...)))``, as
+    mmcv's ``MultiScaleDeformableAttention`` computes it.
 
     Args:
-        value: (B, sum(h*w), heads, dims_per_head).
-        shapes: the levels' sizes, flattened: [h0, w0, h1, w1, ...].
-        sampling_locations: (B, Q, heads, levels, points, 2), (x, y) in [0, 1].
-        attention_weights: (B, Q, heads, levels, points).
-
-    Returns:
-        (B, Q, heads * dims_per_head).
+        embed_dims (int): query and output channels. Defaults to 256.
+        num_heads (int): attention heads. Defaults to 8.
+        num_levels (int): levels of the value. Defaults to 4.
+        num_points (int): sampling points per head and level. Defaults to 4.
+        dropout (float): dropout on the output before the residual.
+            Defaults to 0.1 (mmcv's default; the adapter passes 0).
+        value_proj_ratio (float): value projection width / embed_dims.
+            Defaults to 1.0.
+        backend (str): backend of the sampling
+            (:func:`mmvrwkv.ops.ms_deform_attn`). Defaults to 'auto'.
+        init_cfg (dict, optional): mmengine initialisation config.
+            Defaults to None.
     """
-    spatial, start = _layout(shapes, value.device)
-    return _ext().ms_deform_attn_forward(
-        value, spatial, start, sampling_locations.to(value.dtype),
-        attention_weights.to(value.dtype), im2col_step=IM2COL_STEP)
 
+    def __init__(self,
+                 embed_dims: int = 256,
+                 num_heads: int = 8,
+                 num_levels: int = 4,
+                 num_points: int = 4,
+                 dropout: float = 0.1,
+                 value_proj_ratio: float = 1.0,
+                 backend: str = 'auto',
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg)
+        if embed_dims % num_heads != 0:
+            raise ValueError(f'embed_dims must be divisible by num_heads, '
+                             f'got {embed_dims} and {num_heads}')
+        MS_DEFORM_ATTN_BACKENDS.check_name(backend)
+        self.backend = backend
+        self.dropout = nn.Dropout(dropout)
+        self.embed_dims = embed_dims
+        self.num_levels = num_levels
+        self.num_heads = num_heads
+        self.num_points = num_points
+        # created in mmcv's order, so one seed gives mmcv's initial weights
+        self.sampling_offsets = nn.Linear(
+            embed_dims, num_heads * num_levels * num_points * 2)
+        self.attention_weights = nn.Linear(embed_dims,
+                                           num_heads * num_levels * num_points)
+        value_dims = int(embed_dims * value_proj_ratio)
+        self.value_proj = nn.Linear(embed_dims, value_dims)
+        self.output_proj = nn.Linear(value_dims, embed_dims)
+        self.init_weights()
 
-@ms_deform_attn.register_fake
-def _(value, shapes, sampling_locations, attention_weights):
-    B, Q = sampling_locations.shape[:2]
-    return value.new_empty(B, Q, value.shape[2] * value.shape[3])
-
-
-@torch.library.custom_op('mmvrwkv::ms_deform_attn_backward', mutates_args=(),
-                         device_types='cuda')
-def ms_deform_attn_backward(
-        value: torch.Tensor, shapes: List[int],
-        sampling_locations: torch.Tensor, attention_weights: torch.Tensor,
-        grad: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Gradients of :func:`ms_deform_attn` for (value, sampling_locations,
-    attention_weights), with mmcv's CUDA kernel."""
-    spatial, start = _layout(shapes, value.device)
-    grads = (torch.zeros_like(value), torch.zeros_like(sampling_locations),
-             torch.zeros_like(attention_weights))
-    _ext().ms_deform_attn_backward(
-        value, spatial, start, sampling_locations.to(value.dtype),
-        attention_weights.to(value.dtype), grad.contiguous(), *grads,
-        im2col_step=IM2COL_STEP)
-    return grads
-
-
-@ms_deform_attn_backward.register_fake
-def _(value, shapes, sampling_locations, attention_weights, grad):
-    return (torch.empty_like(value), torch.empty_like(sampling_locations),
-            torch.empty_like(attention_weights))
-
-
-def _setup_context(ctx, inputs, output):
-    value, shapes, sampling_locations, attention_weights = inputs
-    ctx.shapes = shapes
-    ctx.save_for_backward(value, sampling_locations, attention_weights)
-
-
-def _backward(ctx, grad):
-    value, loc, weights = ctx.saved_tensors
-    g_value, g_loc, g_weights = ms_deform_attn_backward(
-        value, ctx.shapes, loc, weights, grad)
-    return g_value, None, g_loc, g_weights
-
-
-ms_deform_attn.register_autograd(_backward, setup_context=_setup_context)
-
-
-class DeformableAttention(MultiScaleDeformableAttention):
-    """mmcv's ``MultiScaleDeformableAttention`` (batch first, reference
-    points as (x, y)) with level shapes given as integers. Same arguments,
-    parameters and result, including the residual
-    ``identity + dropout(output)``; ``value_shapes`` replaces the
-    ``spatial_shapes``/``level_start_index`` tensors.
-    """
+    def init_weights(self) -> None:
+        """Deformable DETR's initialisation: no offsets from the weights,
+        biases that put head i's points on a ray at angle 2 pi i / heads
+        (point j at distance j + 1), uniform attention, Xavier projections.
+        """
+        constant_init(self.sampling_offsets, 0.)
+        device = self.sampling_offsets.weight.device
+        thetas = torch.arange(self.num_heads, dtype=torch.float32,
+                              device=device) * (2.0 * math.pi /
+                                                self.num_heads)
+        grid = torch.stack([thetas.cos(), thetas.sin()], -1)
+        grid = (grid / grid.abs().max(-1, keepdim=True)[0]).view(
+            self.num_heads, 1, 1, 2).repeat(1, self.num_levels,
+                                            self.num_points, 1)
+        for i in range(self.num_points):
+            grid[:, :, i, :] *= i + 1
+        self.sampling_offsets.bias.data = grid.view(-1)
+        constant_init(self.attention_weights, val=0., bias=0.)
+        xavier_init(self.value_proj, distribution='uniform', bias=0.)
+        xavier_init(self.output_proj, distribution='uniform', bias=0.)
+        self._is_init = True
 
     def forward(self, query: torch.Tensor, value: torch.Tensor,
                 identity: torch.Tensor, reference_points: torch.Tensor,
@@ -135,11 +114,6 @@ class DeformableAttention(MultiScaleDeformableAttention):
                          offsets[:, :, :, i, :, 1] / h), -1)
             for i, (h, w) in enumerate(value_shapes)], dim=3)
         locations = reference_points[:, :, None, :, None, :] + normalised
-        if value.is_cuda:
-            flat = [n for shape in value_shapes for n in shape]
-            output = torch.ops.mmvrwkv.ms_deform_attn(value, flat, locations,
-                                                      weights)
-        else:
-            output = multi_scale_deformable_attn_pytorch(
-                value, value_shapes, locations, weights)
+        output = ms_deform_attn(value, value_shapes, locations, weights,
+                                backend=self.backend)
         return self.dropout(self.output_proj(output)) + identity

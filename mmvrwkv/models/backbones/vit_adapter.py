@@ -8,12 +8,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
-from mmcv.ops import MultiScaleDeformableAttention
 from mmengine.model.weight_init import trunc_normal_
 
+from mmvrwkv.ops import MS_DEFORM_ATTN_BACKENDS
 from .adapter_modules import (DeformInputs, InteractionBlock,
                               SpatialPriorModule, tokens_to_map)
 from .base_vrwkv import VisionRWKVBase
+from .deform_attn import DeformableAttention
 
 # The adapter settings of the official detection and segmentation models
 # (detection/configs/mask_rcnn/*, segmentation/configs/ade20k/*), per
@@ -76,6 +77,10 @@ class ViTAdapterMixin:
             'per_interaction' adds the map after interaction block i to
             level i (the official segmentation model), None adds nothing.
             Defaults to 'final'.
+        deform_attn_backend (str): backend of the deformable sampling
+            (:func:`mmvrwkv.ops.ms_deform_attn`): 'auto' (mmcv's CUDA
+            kernel on GPUs, standard operators elsewhere), 'compiled' or
+            'reference' (standard operators everywhere). Defaults to 'auto'.
         norm_cfg (dict): norm of the SPM and the four outputs. The official
             models use SyncBN; the default BN works in any process, and
             ``sync_bn='torch'`` in a config converts it when training is
@@ -104,6 +109,7 @@ class ViTAdapterMixin:
                  cffn_ratio: float = 0.25,
                  use_extra_extractor: bool = True,
                  vrwkv_feature: Optional[str] = 'final',
+                 deform_attn_backend: str = 'auto',
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  **kwargs):
         for name in ('out_indices', 'out_type', 'final_norm'):
@@ -133,6 +139,7 @@ class ViTAdapterMixin:
                 'to output level i, so it needs 4 interaction blocks, got '
                 f'{len(self.interaction_indexes)}')
         self.vrwkv_feature = vrwkv_feature
+        MS_DEFORM_ATTN_BACKENDS.check_name(deform_attn_backend)
         dims = self.embed_dims
 
         self.level_embed = nn.Parameter(torch.zeros(3, dims))
@@ -151,7 +158,8 @@ class ViTAdapterMixin:
                 drop_path=self.drop_path_rate,
                 init_values=init_values_inject,
                 extra_extractor=use_extra_extractor and i == last,
-                with_cp=self.with_cp)
+                with_cp=self.with_cp,
+                deform_attn_backend=deform_attn_backend)
             for i in range(len(self.interaction_indexes))
         ])
         self.up = nn.ConvTranspose2d(dims, dims, 2, 2)
@@ -175,7 +183,7 @@ class ViTAdapterMixin:
         for part in (self.up, self.spm, self.interactions):
             part.apply(self._init_module)
         for m in self.modules():
-            if isinstance(m, MultiScaleDeformableAttention):
+            if isinstance(m, DeformableAttention):
                 m.init_weights()
         nn.init.normal_(self.level_embed)
 

@@ -28,7 +28,7 @@ class VRWKV(VisionRWKVBase):
         init_mode (str): 'fancy', 'local' or 'global'. Defaults to 'fancy'.
         **kwargs: the backbone contract, :class:`VisionRWKVBase`'s arguments
             (img_size, out_indices, drop_path_rate, init_values, out_type,
-            frozen_stages, with_cp, init_cfg, ...).
+            frozen_stages, with_cp, wkv_backend, init_cfg, ...).
     """
     arch_zoo: Dict[str, dict] = {
         **dict.fromkeys(['t', 'tiny'], {
@@ -70,4 +70,5 @@ class VRWKV(VisionRWKVBase):
             init_values=settings['init_values'],
             post_norm=settings['post_norm'],
             key_norm=settings['key_norm'],
-            with_cp=self.with_cp))
+            with_cp=self.with_cp,
+            wkv_backend=self.wkv_backend))

@@ -29,7 +29,7 @@ class VRWKV6(VisionRWKVBase):
             one) or 'q_shift'. Defaults to 'q_shift_multihead'.
         **kwargs: the backbone contract, :class:`VisionRWKVBase`'s arguments
             (img_size, out_indices, drop_path_rate, init_values, out_type,
-            frozen_stages, with_cp, init_cfg, ...).
+            frozen_stages, with_cp, wkv_backend, init_cfg, ...).
     """
     # classification/configs/vrwkv6/vrwkv6_{tiny,small,base}_*_in1k.py
     arch_zoo: Dict[str, dict] = {
@@ -71,4 +71,5 @@ class VRWKV6(VisionRWKVBase):
             init_values=settings['init_values'],
             post_norm=settings['post_norm'],
             key_norm=settings['key_norm'],
-            with_cp=self.with_cp))
+            with_cp=self.with_cp,
+            wkv_backend=self.wkv_backend))

@@ -103,6 +103,8 @@ class VRWKVBlock(RWKVResidualBlock):
         key_norm (bool): LayerNorm inside both mixes. Defaults to False.
         with_cp (bool): gradient checkpointing of the whole layer.
             Defaults to False.
+        wkv_backend (str): backend of Bi-WKV (:class:`SpatialMix`).
+            Defaults to 'auto'.
     """
 
     def __init__(self,
@@ -118,9 +120,11 @@ class VRWKVBlock(RWKVResidualBlock):
                  init_values: Optional[float] = None,
                  post_norm: bool = False,
                  key_norm: bool = False,
-                 with_cp: bool = False):
+                 with_cp: bool = False,
+                 wkv_backend: str = 'auto'):
         att = SpatialMix(embed_dims, num_layers, layer_id, shift_mode,
-                         channel_gamma, shift_pixel, init_mode, key_norm)
+                         channel_gamma, shift_pixel, init_mode, key_norm,
+                         wkv_backend)
         ffn = ChannelMix(embed_dims, num_layers, layer_id, shift_mode,
                          channel_gamma, shift_pixel, hidden_rate, init_mode,
                          key_norm)
@@ -148,6 +152,8 @@ class VRWKV6Block(RWKVResidualBlock):
         key_norm (bool): LayerNorm inside both mixes. Defaults to False.
         with_cp (bool): gradient checkpointing of the whole layer.
             Defaults to False.
+        wkv_backend (str): backend of Bi-WKV6 (:class:`SpatialMixV6`).
+            Defaults to 'auto'.
     """
 
     def __init__(self,
@@ -161,9 +167,10 @@ class VRWKV6Block(RWKVResidualBlock):
                  init_values: Optional[float] = None,
                  post_norm: bool = False,
                  key_norm: bool = False,
-                 with_cp: bool = False):
+                 with_cp: bool = False,
+                 wkv_backend: str = 'auto'):
         att = SpatialMixV6(embed_dims, num_layers, layer_id, shift_mode,
-                           shift_pixel, key_norm)
+                           shift_pixel, key_norm, wkv_backend)
         # gamma 1/4 of each head per direction: every channel is shifted
         ffn = ChannelMix(embed_dims, num_layers, layer_id, shift_mode,
                          1 / 4, shift_pixel, hidden_rate, 'fancy', key_norm)

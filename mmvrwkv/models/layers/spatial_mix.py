@@ -4,7 +4,7 @@ from typing import List, Sequence
 import torch
 import torch.nn as nn
 
-from mmvrwkv.ops import bi_wkv
+from mmvrwkv.ops import BI_WKV_BACKENDS, bi_wkv
 from .mixing_init import spatial_mix_init
 from .shift import get_shift_func
 
@@ -39,6 +39,9 @@ class SpatialMix(nn.Module):
             mixing parameters. Defaults to 1.
         init_mode (str): 'fancy', 'local' or 'global'. Defaults to 'fancy'.
         key_norm (bool): LayerNorm on the Bi-WKV output. Defaults to False.
+        wkv_backend (str): backend of Bi-WKV (:func:`mmvrwkv.ops.bi_wkv`):
+            'auto', 'compiled', 'chunked' or 'reference'. Defaults to
+            'auto'.
     """
 
     def __init__(self,
@@ -49,8 +52,11 @@ class SpatialMix(nn.Module):
                  channel_gamma: float = 1 / 4,
                  shift_pixel: int = 1,
                  init_mode: str = 'fancy',
-                 key_norm: bool = False):
+                 key_norm: bool = False,
+                 wkv_backend: str = 'auto'):
         super().__init__()
+        BI_WKV_BACKENDS.check_name(wkv_backend)
+        self.wkv_backend = wkv_backend
         self.shift_pixel = shift_pixel
         self.channel_gamma = channel_gamma
         init = spatial_mix_init(init_mode, embed_dims, layer_id, num_layers)
@@ -78,7 +84,8 @@ class SpatialMix(nn.Module):
         del xk, xv, xr  # free them before the scan (inference peak memory)
         # Both decay and bonus are divided by the token count, as in the
         # official model (the paper's equation divides only the decay).
-        y = bi_wkv(self.spatial_decay / T, self.spatial_first / T, k, v)
+        y = bi_wkv(self.spatial_decay / T, self.spatial_first / T, k, v,
+                   backend=self.wkv_backend)
         if self.key_norm is not None:
             y = self.key_norm(y)
         return self.output(sr * y)

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmvrwkv.ops import bi_wkv6
+from mmvrwkv.ops import BI_WKV6_BACKENDS, bi_wkv6
 from .mixing_init import spatial_mix_v6_init
 from .shift import get_shift_func
 
@@ -42,6 +42,9 @@ class SpatialMixV6(nn.Module):
         shift_mode (str): token shift. Defaults to 'q_shift_multihead'.
         shift_pixel (int): shift distance, at least 1. Defaults to 1.
         key_norm (bool): LayerNorm on the Bi-WKV6 output. Defaults to False.
+        wkv_backend (str): backend of Bi-WKV6 (:func:`mmvrwkv.ops.bi_wkv6`):
+            'auto', 'compiled', 'fla', 'chunked' or 'reference'. Defaults
+            to 'auto'.
     """
 
     def __init__(self,
@@ -50,8 +53,11 @@ class SpatialMixV6(nn.Module):
                  layer_id: int,
                  shift_mode: str = 'q_shift_multihead',
                  shift_pixel: int = 1,
-                 key_norm: bool = False):
+                 key_norm: bool = False,
+                 wkv_backend: str = 'auto'):
         super().__init__()
+        BI_WKV6_BACKENDS.check_name(wkv_backend)
+        self.wkv_backend = wkv_backend
         if embed_dims % HEAD_SIZE:
             raise ValueError(f'SpatialMixV6: embed_dims {embed_dims} is not '
                              f'a multiple of the head size {HEAD_SIZE}')
@@ -109,7 +115,8 @@ class SpatialMixV6(nn.Module):
         del xw, xk, xv, xr, xg
         # float32 (float64 for float64 input), as the official kernel;
         # back to the stream's dtype for the norms.
-        y = bi_wkv6(r, k, v, w, self.time_faaaa).to(x.dtype)
+        y = bi_wkv6(r, k, v, w, self.time_faaaa,
+                    backend=self.wkv_backend).to(x.dtype)
         if self.key_norm is not None:
             y = self.key_norm(y)
         y = self.ln_x(y.reshape(B * T, C)).view(B, T, C)

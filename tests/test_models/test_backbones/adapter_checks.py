@@ -1,7 +1,8 @@
 """Checks shared by the tests of both adapters (test_vrwkv_adapter.py,
 test_vrwkv6_adapter.py); each test file runs them on its own small model."""
 import torch
-from mmcv.ops import MultiScaleDeformableAttention
+
+from mmvrwkv.models.backbones.deform_attn import DeformableAttention
 
 
 def expected_adapter_params(C, heads, ratio, blocks, inplane=64,
@@ -48,7 +49,7 @@ def check_gradients_reach_every_parameter(model):
     # the deformable attention starts with zero offset/weight projections,
     # which block the gradient to its queries; move them off zero
     for m in model.modules():
-        if isinstance(m, MultiScaleDeformableAttention):
+        if isinstance(m, DeformableAttention):
             torch.nn.init.normal_(m.sampling_offsets.weight, std=0.01)
             torch.nn.init.normal_(m.attention_weights.weight, std=0.01)
     outs = model(torch.randn(2, 3, 64, 96))

@@ -5,10 +5,10 @@ import torch
 
 from mmvrwkv.apis import build_model
 from mmvrwkv.models import VRWKV, VRWKV6Adapter, VRWKVAdapter
-from mmvrwkv.ops import available_backends
+from mmvrwkv.ops import bi_wkv_backends
 from tests.test_ops.helpers import assert_rel_close
 
-pytestmark = pytest.mark.skipif('compiled' not in available_backends('cpu'),
+pytestmark = pytest.mark.skipif('compiled' not in bi_wkv_backends('cpu'),
                                 reason='extension not built')
 
 

@@ -113,3 +113,21 @@ def test_inference_path_equals_autograd_path(key_norm):
         with torch.no_grad():
             torch.testing.assert_close(layer(x, (5, 7)), with_grad.detach(),
                                        rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('C, H, W, s, gamma', [
+    (8, 3, 5, 1, 1 / 4), (190, 7, 6, 2, 1 / 4), (12, 2, 9, 1, 1 / 8),
+    (16, 2, 2, 3, 1 / 4), (9, 1, 1, 1, 0.)])
+def test_q_shift_export_form_is_the_same(C, H, W, s, gamma, monkeypatch):
+    """While ONNX export traces the model, Q-Shift takes its slice-and-pad
+    form (a small graph): the same values, both layouts (VRWKV's and
+    VRWKV6's per head)."""
+    from mmvrwkv.models.layers import q_shift_multihead, shift
+    x = torch.randn(2, H * W, C)
+    eager = q_shift(x, s, gamma, (H, W))
+    eager_heads = q_shift_multihead(x.repeat(1, 1, 2), s, gamma, (H, W),
+                                    head_dim=C)
+    monkeypatch.setattr(shift, 'in_onnx_export', lambda: True)
+    assert torch.equal(q_shift(x, s, gamma, (H, W)), eager)
+    assert torch.equal(q_shift_multihead(x.repeat(1, 1, 2), s, gamma,
+                                         (H, W), head_dim=C), eager_heads)

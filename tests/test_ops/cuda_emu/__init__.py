@@ -1,8 +1,9 @@
 """The Bi-WKV and Bi-WKV6 CUDA kernels on a CPU emulation of the CUDA
 execution model.
 
-:func:`load` compiles ``cuda_ops/cuda/bi_wkv_cuda.cu`` and
-``bi_wkv6_cuda.cu`` -- the sources nvcc builds, host code included -- with
+:func:`load` compiles ``cuda_ops/bi_wkv/cuda/bi_wkv_cuda.cu`` and
+``cuda_ops/bi_wkv6/cuda/bi_wkv6_cuda.cu`` -- the sources nvcc builds, host
+code included -- with
 the host C++ compiler against ``cuda_emu.h`` (what is emulated and checked
 is described there) and returns the extension module. The build is cached
 in ``$MMVRWKV_CACHE/cuda_emu`` (default ``~/.cache/mmvrwkv/cuda_emu``) under
@@ -30,10 +31,14 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
-KERNEL = os.path.join(ROOT, 'cuda_ops', 'cuda', 'bi_wkv_cuda.cu')
-KERNEL6 = os.path.join(ROOT, 'cuda_ops', 'cuda', 'bi_wkv6_cuda.cu')
-KERNELS = [KERNEL, KERNEL6]  # every .cu the extension builds
-KERNEL_INCLUDE = os.path.join(ROOT, 'cuda_ops', 'include')
+OPS = os.path.join(ROOT, 'cuda_ops')
+KERNEL = os.path.join(OPS, 'bi_wkv', 'cuda', 'bi_wkv_cuda.cu')
+KERNEL6 = os.path.join(OPS, 'bi_wkv6', 'cuda', 'bi_wkv6_cuda.cu')
+# every .cu the extension builds
+KERNELS = sorted(glob.glob(os.path.join(OPS, '*', 'cuda', '*.cu')))
+# the headers they include: the shared ones and each operator's
+KERNEL_INCLUDES = [os.path.join(OPS, d) for d in ('common', 'bi_wkv',
+                                                  'bi_wkv6')]
 BINDING = os.path.join(HERE, 'bi_wkv_emu.cpp')
 # Sources whose __launch_bounds__ the emulator enforces.
 KERNEL_SOURCES = KERNELS + [os.path.join(HERE, 'selftest_kernels.cu')]
@@ -65,7 +70,7 @@ def _sources():
     patterns = [os.path.join(HERE, '*.h'), os.path.join(HERE, '*.cpp'),
                 os.path.join(HERE, '*.cu'),
                 os.path.join(HERE, 'include', '**', '*.h'),
-                os.path.join(KERNEL_INCLUDE, '*.h')]
+                *(os.path.join(d, '*.h') for d in KERNEL_INCLUDES)]
     files = list(KERNELS)
     for pattern in patterns:
         files += glob.glob(pattern, recursive=True)
@@ -169,7 +174,8 @@ def _build():
         sources=[BINDING],
         extra_cflags=CFLAGS,
         extra_include_paths=[os.path.join(HERE, 'include'), HERE,
-                             KERNEL_INCLUDE, os.path.dirname(KERNEL), build],
+                             *KERNEL_INCLUDES,
+                             *{os.path.dirname(k) for k in KERNELS}, build],
         build_directory=build,
         verbose=False)
 

@@ -1,7 +1,7 @@
-// The Bi-WKV and Bi-WKV6 CUDA kernels (cuda_ops/cuda/bi_wkv_cuda.cu and
-// bi_wkv6_cuda.cu, host code included) compiled for the CPU emulator of the
-// CUDA execution model (cuda_emu.h), and the emulator's self-test kernels;
-// built by __init__.py.
+// The Bi-WKV and Bi-WKV6 CUDA kernels (cuda_ops/bi_wkv/cuda/bi_wkv_cuda.cu
+// and cuda_ops/bi_wkv6/cuda/bi_wkv6_cuda.cu, host code included) compiled
+// for the CPU emulator of the CUDA execution model (cuda_emu.h), and the
+// emulator's self-test kernels; built by __init__.py.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <c10/cuda/CUDAException.h>  // the emulator's shims (include/)
@@ -105,7 +105,7 @@ std::vector<at::Tensor> backward(const at::Tensor& w, const at::Tensor& u,
 
 // Bi-WKV6 (bi_wkv6_cuda.cu): r, k, v, w (B, T, C) of one dtype, u (H, N)
 // and gy (B, T, C) in the accumulation dtype; as bi_wkv6::forward_cuda /
-// backward_cuda (cuda_ops/include/bi_wkv6.h), on CPU tensors.
+// backward_cuda (cuda_ops/bi_wkv6/bi_wkv6.h), on CPU tensors.
 void check6(const std::vector<at::Tensor>& ts) {
   for (const auto& t : ts) {
     TORCH_CHECK(t.is_cpu() && t.is_contiguous(),
@@ -234,9 +234,11 @@ at::Tensor selftest(const std::string& name) {
 
 // --- Grid of the Bi-WKV launches (tests/test_ops/test_cuda_grid.py) -------
 
-// launch_config of bi_wkv_cuda.cu for a device of sm_count SMs: the grid,
-// the block, and each kernel's dynamic shared memory with float
-// accumulators (float16/bfloat16/float32) in the order they are launched.
+// launch_config of bi_wkv_cuda.cu for a device of sm_count SMs: the grid of
+// one launch (grid.y: its batch elements), the launches each kernel takes
+// (batch slices of at most 65535), the block, and each kernel's dynamic
+// shared memory with float accumulators (float16/bfloat16/float32) in the
+// order they are launched.
 py::dict grid_of_launch(int64_t B, int64_t T, int64_t C, int64_t sm_count) {
   TORCH_CHECK(B > 0 && T > 0 && C > 0 && sm_count > 0,
               "cuda_emu launch_config: sizes must be positive");
@@ -257,6 +259,7 @@ py::dict grid_of_launch(int64_t B, int64_t T, int64_t C, int64_t sm_count) {
   py::dict d;
   d["grid"] = py::make_tuple(cfg.grid.x, cfg.grid.y, cfg.grid.z);
   d["block"] = py::make_tuple(cfg.block.x, cfg.block.y, cfg.block.z);
+  d["batch_slices"] = cfg.batch_slices();
   d["forward"] = forward;
   d["backward"] = backward;
   return d;
@@ -282,12 +285,17 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("selftest", &selftest, py::arg("name"));
   // Grid of the Bi-WKV launches.
   m.def("launch_config", &grid_of_launch,
-        "Grid, block and launched kernels with their dynamic shared memory "
-        "(float accumulators) of bi_wkv_cuda.cu for a (B, T, C) input on a "
-        "device of sm_count SMs",
+        "Grid (of one launch), batch slices (launches per kernel), block and "
+        "launched kernels with their dynamic shared memory (float "
+        "accumulators) of bi_wkv_cuda.cu for a (B, T, C) input on a device "
+        "of sm_count SMs",
         py::arg("B"), py::arg("T"), py::arg("C"), py::arg("sm_count"));
   m.def("bi_wkv6_forward_segments", &bi_wkv6::forward_segments,
         "Token segments per (batch, head) of bi_wkv6_cuda.cu's forward "
+        "launch for B x H heads of T tokens on a device of sm_count SMs",
+        py::arg("B"), py::arg("H"), py::arg("T"), py::arg("sm_count"));
+  m.def("bi_wkv6_backward_segments", &bi_wkv6::backward_segments,
+        "Token segments per (batch, head) of bi_wkv6_cuda.cu's backward "
         "launch for B x H heads of T tokens on a device of sm_count SMs",
         py::arg("B"), py::arg("H"), py::arg("T"), py::arg("sm_count"));
   m.def("set_sm_count", &cuda_emu::set_sm_count,
