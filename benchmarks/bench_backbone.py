@@ -66,7 +66,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from report import gpu_info, write_json
+from report import MEMORY_ENV, gpu_info, load_average, status_kb, write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # name: (model, arch)
@@ -79,7 +79,6 @@ MODELS = {
 }
 # mmpretrain's DeiT presets: embed dims, layers, heads, MLP width
 DEIT_ARCHS = {'deit-tiny': (192, 12, 3, 768), 'deit-small': (384, 12, 6, 1536)}
-MALLOC_ENV = {'MALLOC_MMAP_THRESHOLD_': str(64 * 1024)}
 DTYPES = ('float32', 'bfloat16', 'float16')
 
 
@@ -227,14 +226,6 @@ def bi_wkv6_info():
                 compiled_op=hasattr(torch.ops.mmvrwkv, 'bi_wkv6'))
 
 
-def _status_kb(field):
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field + ':'):
-                return int(line.split()[1])
-    raise RuntimeError(f'{field} not in /proc/self/status (Linux only)')
-
-
 def run_case(name, size, mode, repeats, budget, threads, warmup=True,
              device='cpu', dtype='float32', impl='auto'):
     """One case's measurements ('memory' or 'latency' ``mode``): the body
@@ -272,9 +263,9 @@ def run_case(name, size, mode, repeats, budget, threads, warmup=True,
                 return out
             with open('/proc/self/clear_refs', 'w') as f:
                 f.write('5')  # reset VmHWM to the current resident set
-            base = _status_kb('VmRSS')
+            base = status_kb('VmRSS')
             out['memory_run_s'] = forward_seconds()
-            out['peak_mb'] = (_status_kb('VmHWM') - base) / 1024
+            out['peak_mb'] = (status_kb('VmHWM') - base) / 1024
             return out
         if warmup:
             model(x)
@@ -297,7 +288,7 @@ def spawn(name, size, mode, args, warmup=True, dtype='float32'):
             gc.collect()
             if torch.device(args.device).type == 'cuda':
                 torch.cuda.empty_cache()
-    env = dict(os.environ, **(MALLOC_ENV if mode == 'memory' else {}))
+    env = dict(os.environ, **(MEMORY_ENV if mode == 'memory' else {}))
     cmd = [sys.executable, __file__, '--_case', name, str(size), mode,
            '--repeats', str(args.repeats), '--case-budget',
            str(args.case_budget), '--threads', str(args.threads),
@@ -310,10 +301,6 @@ def spawn(name, size, mode, args, warmup=True, dtype='float32'):
         raise RuntimeError(f'case {name} {size} {mode} failed:\n'
                            + res.stderr[-3000:])
     return json.loads(res.stdout.strip().splitlines()[-1])
-
-
-def load_average():
-    return [round(v, 2) for v in os.getloadavg()]
 
 
 def plot(result, path):

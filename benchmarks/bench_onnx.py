@@ -39,6 +39,8 @@ import time
 import numpy as np
 import torch
 
+from report import load_average
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
@@ -51,10 +53,6 @@ def cpu_name():
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def load_average():
-    return [round(v, 2) for v in os.getloadavg()]
 
 
 def rel_diff(got, want):

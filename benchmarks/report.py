@@ -2,13 +2,28 @@
 the machine (torch, threads, CPU, load average; the GPU on CUDA), a markdown
 table of the results and the JSON results file
 ``{"machine": ..., "rows": [...]}``, plus the time budget a run may spend
-and which attention kernel SDPA picks."""
+and which attention kernel SDPA picks; for peak-memory cases, the process's
+memory counters and the allocator setting that makes them honest."""
 import json
 import os
 import platform
 import time
 
 import torch
+
+# glibc serves blocks of 64 KiB and more with mmap and returns them on free,
+# so a memory case's VmHWM counts what its step held, not what the heap kept
+# from earlier allocations (set in the child process's environment)
+MEMORY_ENV = {'MALLOC_MMAP_THRESHOLD_': str(64 * 1024)}
+
+
+def status_kb(field):
+    """A ``/proc/self/status`` counter in KiB (``'VmRSS'``, ``'VmHWM'``)."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    raise RuntimeError(f'{field} not in /proc/self/status (Linux only)')
 
 
 def load_average():

@@ -47,8 +47,7 @@ template <Forward kernel>
 at::Tensor forward(const at::Tensor& w, const at::Tensor& u,
                    const at::Tensor& k, const at::Tensor& v) {
   check_inputs(w, u, k, v);
-  return kernel(w.contiguous(), u.contiguous(), k.contiguous(),
-                v.contiguous());
+  return kernel(w.contiguous(), u.contiguous(), k.contiguous(), v.contiguous());
 }
 
 template <Backward kernel>

@@ -42,8 +42,8 @@ using Forward = at::Tensor (*)(const at::Tensor&, const at::Tensor&,
                                const at::Tensor&, const at::Tensor&,
                                const at::Tensor&);
 using Backward = std::vector<at::Tensor> (*)(
-    const at::Tensor&, const at::Tensor&, const at::Tensor&,
-    const at::Tensor&, const at::Tensor&, const at::Tensor&);
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    const at::Tensor&, const at::Tensor&);
 
 // The operator on one device: checks, contiguous copies, that device's
 // kernel.
@@ -57,15 +57,15 @@ at::Tensor forward(const at::Tensor& r, const at::Tensor& k,
 }
 
 template <Backward kernel>
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
-backward(const at::Tensor& r, const at::Tensor& k, const at::Tensor& v,
-         const at::Tensor& w, const at::Tensor& u, const at::Tensor& gy) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
+    const at::Tensor& r, const at::Tensor& k, const at::Tensor& v,
+    const at::Tensor& w, const at::Tensor& u, const at::Tensor& gy) {
   check_inputs(r, k, v, w, u);
   const auto acc = mmvrwkv::acc_type(r);
   TORCH_CHECK(gy.sizes() == r.sizes() && gy.scalar_type() == acc &&
                   gy.device() == r.device(),
-              "bi_wkv6: grad_output must be a tensor like y (", r.sizes(),
-              ", ", acc, "), got ", gy.sizes(), ", ", gy.scalar_type());
+              "bi_wkv6: grad_output must be a tensor like y (", r.sizes(), ", ",
+              acc, "), got ", gy.sizes(), ", ", gy.scalar_type());
   auto g = kernel(r.contiguous(), k.contiguous(), v.contiguous(),
                   w.contiguous(), u.contiguous(), gy.contiguous());
   return {g[0], g[1], g[2], g[3], g[4]};

@@ -119,6 +119,7 @@ def test_plain_torch_onnx_export_of_chunked_backbones(arch, tmp_path):
     dynamo=True)``, and onnxruntime gives PyTorch's output; built on the
     compiled kernel ('compiled'), the export fails naming that fix."""
     import onnxruntime as ort
+
     from mmvrwkv.models import VRWKV, VRWKV6
     kind = dict(VRWKV=VRWKV, VRWKV6=VRWKV6)[arch]
     torch.manual_seed(0)

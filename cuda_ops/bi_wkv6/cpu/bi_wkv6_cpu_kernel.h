@@ -9,8 +9,8 @@
 // lets gcc vectorise a float sum in a fixed order, so results stay the same
 // from run to run.
 //
-// Notation (see mmvrwkv/ops/bi_wkv6/reference.py): d[t, j] = exp(-exp(w[t, j])) is
-// the decay of token t in key channel j; P(s, t)[j] is the product of d over
+// Notation (see mmvrwkv/ops/bi_wkv6/reference.py): d[t, j] = exp(-exp(w[t, j]))
+// is the decay of token t in key channel j; P(s, t)[j] is the product of d over
 // the tokens strictly between s and t. Per head,
 //   F_t = sum_{s<t} P(s,t) k_s v_s^T   (forward state, N x N, [j, i])
 //   G_t = sum_{s>t} P(s,t) k_s v_s^T   (reverse state)
