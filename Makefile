@@ -1,6 +1,7 @@
 # One command each: `make demo` (set up, then run the main job) and
 # `make test` (set up, then run the tests). Both create or reuse .venv here.
-# `make demo MODEL=vrwkv6` runs the demo with the VRWKV6 backbone.
+# `make demo MODEL=vrwkv6` runs the demo with the VRWKV6 backbone, `make demo
+# MODEL=mae` the MAE pre-training demo.
 VENV ?= .venv
 MODEL ?= vrwkv
 PY := $(VENV)/bin/python

@@ -5,17 +5,22 @@
 # visualised predictions as PNGs and printing mIoU and COCO mAP.
 # The Mask R-CNN starts from the UperNet's backbone (same architecture), as
 # the paper's detectors start from ImageNet weights.
-#   [MODEL=vrwkv6] bash tools/run_demo.sh [WORK_DIR]
+#   [MODEL=vrwkv6|mae] bash tools/run_demo.sh [WORK_DIR]
 # MODEL: vrwkv (default) or vrwkv6, the backbone of the demo configs
-# configs/demo/{upernet,mask_rcnn}_${MODEL}_demo_shapes.py. WORK_DIR defaults
-# to work_dirs/demo (vrwkv) or work_dirs/demo_${MODEL}.
+# configs/demo/{upernet,mask_rcnn}_${MODEL}_demo_shapes.py; or mae: MAE
+# pre-training of the UperNet's encoder on the images without labels, in
+# both sparse-input modes (configs/demo/mae_vrwkv_demo_shapes.py), with
+# reconstruction pictures, then the UperNet trained briefly from each MAE
+# checkpoint and from scratch (configs/demo/upernet_vrwkv_mae_demo_shapes.py).
+# WORK_DIR defaults to work_dirs/demo (vrwkv) or work_dirs/demo_${MODEL}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${MODEL:-vrwkv}
 case "$MODEL" in
   vrwkv) DEFAULT_WORK=work_dirs/demo ;;
   vrwkv6) DEFAULT_WORK=work_dirs/demo_vrwkv6 ;;
-  *) echo "MODEL=$MODEL is not one of: vrwkv, vrwkv6" >&2; exit 2 ;;
+  mae) DEFAULT_WORK=work_dirs/demo_mae ;;
+  *) echo "MODEL=$MODEL is not one of: vrwkv, vrwkv6, mae" >&2; exit 2 ;;
 esac
 WORK=${1:-$DEFAULT_WORK}
 DATA=data/shapes
@@ -36,6 +41,33 @@ run() {  # package config name checkpoint [train --cfg-options...]
 }
 
 mkdir -p "$WORK"
+if [ "$MODEL" = mae ]; then
+  MAE=configs/demo/mae_vrwkv_demo_shapes.py
+  SEG=configs/demo/upernet_vrwkv_mae_demo_shapes.py
+  VAL=$DATA/ade/ADEChallengeData2016/images/validation
+  for mode in grid official; do
+    "$MIM" train mmpretrain "$MAE" --gpus 0 --work-dir "$WORK/mae_$mode" \
+      --cfg-options "model.backbone.mask_mode=$mode" \
+      "model.neck.mask_mode=$mode"
+    "$PY" tools/mae_reconstruct.py "$MAE" "$WORK/mae_$mode/epoch_40.pth" \
+      "$VAL" --out-dir "$WORK/mae_$mode/reconstruction" --num 4 \
+      --cfg-options "model.backbone.mask_mode=$mode" \
+      "model.neck.mask_mode=$mode"
+    run mmsegmentation "$SEG" "upernet_mae_$mode" iter_200.pth \
+      --cfg-options \
+      "model.backbone.init_cfg.checkpoint=$WORK/mae_$mode/epoch_40.pth"
+  done
+  run mmsegmentation "$SEG" upernet_scratch iter_200.pth \
+    --cfg-options model.backbone.init_cfg=None
+  echo
+  echo "== UperNet, 200 iterations (validation split, 40 images) =="
+  for name in upernet_scratch upernet_mae_grid upernet_mae_official; do
+    echo "$name: $(grep -h -E "mIoU:" "$WORK/$name/test.log" \
+      | sed -E 's/.*(Epoch|Iter)\(test\) *\[[0-9]+\/[0-9]+\] *//')"
+  done
+  echo "reconstructions: $WORK/mae_{grid,official}/reconstruction/"
+  exit 0
+fi
 run mmsegmentation "configs/demo/upernet_${MODEL}_demo_shapes.py" upernet \
   iter_400.pth
 run mmdet "configs/demo/mask_rcnn_${MODEL}_demo_shapes.py" mask_rcnn \

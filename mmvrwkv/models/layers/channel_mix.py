@@ -1,11 +1,10 @@
 """Channel Mix: the feed-forward half of a VRWKV block (squared ReLU)."""
-from typing import Sequence
-
 import torch
 import torch.nn as nn
 
 from .mixing_init import channel_mix_init
 from .shift import get_shift_func
+from .sparse import Layout
 from .spatial_mix import shift_and_mix
 
 
@@ -51,8 +50,9 @@ class ChannelMix(nn.Module):
         self.value = nn.Linear(hidden, embed_dims, bias=False)
 
     def forward(self, x: torch.Tensor,
-                patch_resolution: Sequence[int]) -> torch.Tensor:
-        """x: (B, N, C) -> (B, N, C)."""
+                patch_resolution: Layout) -> torch.Tensor:
+        """x: (B, N, C) -> (B, N, C); ``patch_resolution``: the (H, W) grid,
+        or the :class:`~.sparse.KeptTokens` of a masked image."""
         xk, xr = shift_and_mix(self, x, patch_resolution,
                                ('spatial_mix_k', 'spatial_mix_r'))
         r = torch.sigmoid(self.receptance(xr))

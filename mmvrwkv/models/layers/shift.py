@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from mmvrwkv.ops.common import in_onnx_export
+from .sparse import single_shift
 
 
 def q_shift(x: torch.Tensor, shift_pixel: int, gamma: float,
@@ -127,6 +128,8 @@ def _padded_quad_shift(src: torch.Tensor, sw: int, sh: int,
 SHIFT_FUNCS: Dict[str, Callable] = {
     'q_shift': q_shift,
     'q_shift_multihead': q_shift_multihead,
+    # the official MAE's 1-D shift along the sequence (sparse.single_shift)
+    'single_shift': single_shift,
 }
 
 

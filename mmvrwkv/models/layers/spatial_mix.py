@@ -7,17 +7,20 @@ import torch.nn as nn
 from mmvrwkv.ops import BI_WKV_BACKENDS, bi_wkv
 from .mixing_init import spatial_mix_init
 from .shift import get_shift_func
+from .sparse import (MASKED_KEY, Layout, gather_from_grid, on_full_grid,
+                     scatter_to_grid, shift_tokens)
 
 
-def shift_and_mix(module: nn.Module, x: torch.Tensor,
-                  patch_resolution: Sequence[int],
+def shift_and_mix(module: nn.Module, x: torch.Tensor, patch_resolution: Layout,
                   names: Sequence[str]) -> List[torch.Tensor]:
     """``x * mix + shift(x) * (1 - mix)`` for each mixing parameter in
-    ``names`` (x itself for every name when shifting is off)."""
+    ``names`` (x itself for every name when shifting is off).
+    ``patch_resolution`` is the (H, W) grid, or the
+    :class:`~.sparse.KeptTokens` of a masked image."""
     if module.shift_pixel <= 0:
         return [x] * len(names)
-    xx = module.shift_func(x, module.shift_pixel, module.channel_gamma,
-                           patch_resolution)
+    xx = shift_tokens(module.shift_func, x, module.shift_pixel,
+                      module.channel_gamma, patch_resolution)
     return [torch.lerp(xx, x, getattr(module, name)) for name in names]
 
 
@@ -73,19 +76,33 @@ class SpatialMix(nn.Module):
         self.output = nn.Linear(embed_dims, embed_dims, bias=False)
 
     def forward(self, x: torch.Tensor,
-                patch_resolution: Sequence[int]) -> torch.Tensor:
-        """x: (B, N, C) -> (B, N, C)."""
-        T = x.shape[1]
+                patch_resolution: Layout) -> torch.Tensor:
+        """x: (B, N, C) -> (B, N, C); ``patch_resolution``: the (H, W) grid,
+        or the :class:`~.sparse.KeptTokens` of a masked image."""
         xk, xv, xr = shift_and_mix(
             self, x, patch_resolution,
             ('spatial_mix_k', 'spatial_mix_v', 'spatial_mix_r'))
         k, v = self.key(xk), self.value(xv)
         sr = torch.sigmoid(self.receptance(xr))
         del xk, xv, xr  # free them before the scan (inference peak memory)
-        # Both decay and bonus are divided by the token count, as in the
-        # official model (the paper's equation divides only the decay).
-        y = bi_wkv(self.spatial_decay / T, self.spatial_first / T, k, v,
-                   backend=self.wkv_backend)
+        y = self._wkv(k, v, patch_resolution)
         if self.key_norm is not None:
             y = self.key_norm(y)
         return self.output(sr * y)
+
+    def _wkv(self, k: torch.Tensor, v: torch.Tensor,
+             layout: Layout) -> torch.Tensor:
+        """Bi-WKV of the tokens: over the sequence, or (a masked image in
+        'grid' mode) over the full grid with the removed tokens' keys at
+        MASKED_KEY, so that visible tokens see each other at their true
+        distance."""
+        full = on_full_grid(layout)
+        if full:
+            k = scatter_to_grid(k, layout, MASKED_KEY)
+            v = scatter_to_grid(v, layout)
+        # Both decay and bonus are divided by the token count, as in the
+        # official model (the paper's equation divides only the decay).
+        T = k.shape[1]
+        y = bi_wkv(self.spatial_decay / T, self.spatial_first / T, k, v,
+                   backend=self.wkv_backend)
+        return gather_from_grid(y, layout) if full else y

@@ -1,7 +1,5 @@
 """Spatial Mix of VRWKV6: data-dependent token shift and decay (RWKV-6),
 Bi-WKV6 over heads of 64 channels, GroupNorm per head, SiLU gate."""
-from typing import Sequence
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -9,6 +7,8 @@ import torch.nn.functional as F
 from mmvrwkv.ops import BI_WKV6_BACKENDS, bi_wkv6
 from .mixing_init import spatial_mix_v6_init
 from .shift import get_shift_func
+from .sparse import (Layout, gather_from_grid, on_full_grid, scatter_to_grid,
+                     shift_tokens)
 
 # widths of the low-rank projections (the official TIME_MIX_EXTRA_DIM and
 # TIME_DECAY_EXTRA_DIM) and the head size of every official model (the
@@ -89,12 +89,13 @@ class SpatialMixV6(nn.Module):
         self.ln_x = nn.GroupNorm(self.num_heads, C, eps=1e-5)
 
     def forward(self, x: torch.Tensor,
-                patch_resolution: Sequence[int]) -> torch.Tensor:
-        """x: (B, N, C) -> (B, N, C)."""
+                patch_resolution: Layout) -> torch.Tensor:
+        """x: (B, N, C) -> (B, N, C); ``patch_resolution``: the (H, W) grid,
+        or the :class:`~.sparse.KeptTokens` of a masked image."""
         B, T, C = x.shape
         # shift groups of 1/4 of each head (all channels of it)
-        xx = self.shift_func(x, self.shift_pixel, 1 / 4,
-                             patch_resolution) - x
+        xx = shift_tokens(self.shift_func, x, self.shift_pixel, 1 / 4,
+                          patch_resolution) - x
         m = torch.tanh((x + xx * self.time_maa_x) @ self.time_maa_w1)
         m = m.view(B * T, 5, MIX_RANK).transpose(0, 1)
         mw, mk, mv, mr, mg = torch.bmm(m, self.time_maa_w2).view(
@@ -115,9 +116,22 @@ class SpatialMixV6(nn.Module):
         del xw, xk, xv, xr, xg
         # float32 (float64 for float64 input), as the official kernel;
         # back to the stream's dtype for the norms.
-        y = bi_wkv6(r, k, v, w, self.time_faaaa,
-                    backend=self.wkv_backend).to(x.dtype)
+        y = self._wkv6(r, k, v, w, patch_resolution).to(x.dtype)
         if self.key_norm is not None:
             y = self.key_norm(y)
         y = self.ln_x(y.reshape(B * T, C)).view(B, T, C)
         return self.output(y * g)
+
+    def _wkv6(self, r, k, v, w, layout: Layout) -> torch.Tensor:
+        """Bi-WKV6 of the tokens: over the sequence, or (a masked image in
+        'grid' mode) over the full grid, where removed tokens add nothing
+        (r = k = v = 0) and decay the state by the layer's data-independent
+        decay (``time_decay``), so visible tokens see each other at their
+        true distance."""
+        if not on_full_grid(layout):
+            return bi_wkv6(r, k, v, w, self.time_faaaa,
+                           backend=self.wkv_backend)
+        r, k, v = (scatter_to_grid(x, layout) for x in (r, k, v))
+        w = scatter_to_grid(w, layout, self.time_decay.to(w.dtype))
+        y = bi_wkv6(r, k, v, w, self.time_faaaa, backend=self.wkv_backend)
+        return gather_from_grid(y, layout)

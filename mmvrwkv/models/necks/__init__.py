@@ -1,0 +1,3 @@
+from .mae_decoder import VRWKVMAEDecoder
+
+__all__ = ['VRWKVMAEDecoder']
