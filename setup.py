@@ -4,9 +4,15 @@ The C++ CPU kernels are always built. The CUDA kernels are added when a GPU is
 visible or FORCE_CUDA=1 (CUDA_HOME must point at nvcc); the target
 architectures come from TORCH_CUDA_ARCH_LIST (nothing queries the build
 machine's GPU). Build with: pip install --no-build-isolation -e .
+
+As OpenMMLab packages do, the configs, the tools and the model index travel
+inside the package as ``mmvrwkv/.mim/`` (what ``mim`` reads): linked in the
+checkout (an editable install reads them there), copied into wheels and
+sdists.
 """
 import glob
 import os
+import shutil
 
 from setuptools import find_packages, setup
 
@@ -18,6 +24,44 @@ def read_version():
     with open(os.path.join(ROOT, 'mmvrwkv', 'version.py')) as f:
         exec(f.read(), scope)
     return scope['__version__']
+
+
+MIM_FILES = ('configs', 'tools', 'model-index.yml')
+
+
+def add_mim_extension():
+    """``mmvrwkv/.mim/{configs,tools,model-index.yml}`` as links to the
+    originals (copies where links cannot be made). A wheel's build and an
+    sdist follow the links, so they hold the files themselves."""
+    mim = os.path.join(ROOT, 'mmvrwkv', '.mim')
+    os.makedirs(mim, exist_ok=True)
+    for name in MIM_FILES:
+        src, dst = os.path.join(ROOT, name), os.path.join(mim, name)
+        if not os.path.exists(src):
+            continue  # building from an sdist: its copy is there already
+        if os.path.islink(dst) or os.path.isfile(dst):
+            os.remove(dst)
+        elif os.path.isdir(dst):
+            shutil.rmtree(dst)
+        try:
+            os.symlink(os.path.relpath(src, mim), dst)
+        except OSError:  # no symbolic links (Windows without privileges)
+            if os.path.isdir(src):
+                shutil.copytree(src, dst, ignore=shutil.ignore_patterns(
+                    '__pycache__', '*.pyc'))
+            else:
+                shutil.copyfile(src, dst)
+
+
+def mim_package_data():
+    """The files under mmvrwkv/.mim, relative to the package."""
+    package = os.path.join(ROOT, 'mmvrwkv')
+    found = []
+    for root, _, files in os.walk(os.path.join(package, '.mim'),
+                                  followlinks=True):
+        found += [os.path.relpath(os.path.join(root, f), package)
+                  for f in files if not f.endswith('.pyc')]
+    return sorted(found)
 
 
 def read_requirements(name: str):
@@ -42,6 +86,7 @@ def make_extension():
     import torch
     from torch.utils.cpp_extension import (CUDA_HOME, CppExtension,
                                            CUDAExtension)
+
     # one folder per operator (entry and registration, cpu/, cuda/), the
     # shared code in common/ (mmvrwkv/ops/README.md)
     ops = ['bi_wkv', 'bi_wkv6']
@@ -92,6 +137,7 @@ def build_config():
         cmdclass={'build_ext': BuildExtension.with_options(use_ninja=True)})
 
 
+add_mim_extension()
 setup(
     name='mmvrwkv',
     version=read_version(),
@@ -101,6 +147,7 @@ setup(
     if os.path.exists(os.path.join(ROOT, 'README.md')) else '',
     long_description_content_type='text/markdown',
     packages=find_packages(include=['mmvrwkv', 'mmvrwkv.*']),
+    package_data={'mmvrwkv': ['ops/README.md'] + mim_package_data()},
     python_requires='>=3.8',
     # what `import mmvrwkv` needs; OpenMMLab's groups as extras:
     # [mim] the OpenMMLab packages, [onnx], [fla], [tests], [all]

@@ -2,14 +2,20 @@
 
 Built on the host libraries' inferencers (mmdet ``DetInferencer``, mmseg
 ``MMSegInferencer``, mmpretrain ``ImageClassificationInferencer``), chosen
-by the config's ``default_scope``; they read class names and palette from
-the checkpoint's ``dataset_meta`` (kept by tools/convert_official.py) and
-load weights through mmengine, here with mmvrwkv's loaders
-(:func:`mmvrwkv.utils.enable_safe_loading`), so ``.pth`` and
-``.safetensors`` both work and nothing pickled is executed.
+by the config's ``default_scope``. They load weights through mmengine,
+here with mmvrwkv's loaders (:func:`mmvrwkv.utils.enable_safe_loading`), so
+``.pth`` and ``.safetensors`` both work and nothing pickled is executed.
+
+Class names and palette come from the checkpoint's meta (``dataset_meta``,
+or mmcv 1.x's ``CLASSES``/``PALETTE``), else from the config's dataset
+(its ``metainfo`` over its class's ``METAINFO``), else inference stops with
+an error saying so: the host inferencers would fall back to another
+dataset's names (Cityscapes, COCO). Without a checkpoint the weights are
+random, with a warning.
 """
 import os
 import os.path as osp
+import warnings
 from typing import List, Optional, Union
 
 import mmcv
@@ -18,6 +24,7 @@ import torch
 from mmengine.config import Config
 
 from ..utils import enable_safe_loading
+from .official_checkpoint import _dataset_meta
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
@@ -56,23 +63,104 @@ def build_inferencer(config: Union[str, Config], checkpoint: Optional[str],
     if checkpoint is not None and not osp.isfile(checkpoint) and \
             '://' not in checkpoint:
         raise FileNotFoundError(f'checkpoint {checkpoint} does not exist')
+    if checkpoint is None:
+        warnings.warn('no checkpoint given: the weights are random (the '
+                      "config's init_cfg is not applied)", UserWarning)
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     # the inferencers load weights through mmengine, outside any runner
     enable_safe_loading()
     if scope == 'mmdet':
         from mmdet.apis import DetInferencer
-        inferencer = DetInferencer(model=cfg, weights=checkpoint,
-                                   device=device, show_progress=False)
+        inferencer = _keeping_meta(DetInferencer)(
+            model=cfg, weights=checkpoint, device=device,
+            show_progress=False)
     elif scope == 'mmseg':
         from mmseg.apis import MMSegInferencer
-        inferencer = MMSegInferencer(model=cfg, weights=checkpoint,
-                                     device=device)
-        _complete_palette(inferencer.model)
+        inferencer = _keeping_meta(MMSegInferencer)(
+            model=cfg, weights=checkpoint, device=device)
     else:
         from mmpretrain.apis import ImageClassificationInferencer
         inferencer = ImageClassificationInferencer(
             model=cfg, pretrained=checkpoint or False, device=device)
+    _set_dataset_meta(inferencer, scope, cfg)
     return inferencer, scope
+
+
+def _keeping_meta(inferencer_class):
+    """``inferencer_class`` (mmdet's or mmseg's) that keeps the loaded
+    checkpoint's meta in ``checkpoint_meta`` (its own
+    ``_load_weights_to_model`` replaces missing class names with another
+    dataset's)."""
+
+    class KeepingMeta(inferencer_class):
+        checkpoint_meta: dict = {}
+
+        def _load_weights_to_model(self, model, checkpoint, cfg):
+            meta = (checkpoint or {}).get('meta')
+            self.checkpoint_meta = dict(meta) if isinstance(meta,
+                                                            dict) else {}
+            super()._load_weights_to_model(model, checkpoint, cfg)
+
+    KeepingMeta.__name__ = inferencer_class.__name__
+    return KeepingMeta
+
+
+def config_dataset_meta(cfg: Config) -> dict:
+    """The class names and palette of the config's dataset (test, val, then
+    train dataloader): its ``metainfo`` over the dataset class's
+    ``METAINFO``, without loading any data; {} when there are none."""
+    from mmengine.registry import DATASETS
+    for split in ('test', 'val', 'train'):
+        dataset = (cfg.get(f'{split}_dataloader') or {}).get('dataset')
+        while isinstance(dataset, dict) and 'dataset' in dataset:
+            dataset = dataset['dataset']  # wrappers (RepeatDataset, ...)
+        if not isinstance(dataset, dict):
+            continue
+        meta = {}
+        dataset_type = dataset.get('type')
+        if isinstance(dataset_type, str):
+            cls = DATASETS.get(dataset_type)
+            meta.update(getattr(cls, 'METAINFO', None) or {})
+        elif dataset_type is not None:
+            meta.update(getattr(dataset_type, 'METAINFO', None) or {})
+        meta.update(dataset.get('metainfo') or {})
+        if meta.get('classes'):
+            return {k: list(v) if isinstance(v, (list, tuple)) else v
+                    for k, v in meta.items() if k in ('classes', 'palette')}
+    return {}
+
+
+def _set_dataset_meta(inferencer, scope: str, cfg: Config) -> None:
+    """Class names and palette: the checkpoint's, else the config's
+    dataset's, else a ValueError."""
+    if scope == 'mmpretrain':  # get_model keeps a checkpoint's classes
+        meta = dict(getattr(inferencer.model, '_dataset_meta', None) or {})
+    else:
+        meta = _dataset_meta(inferencer.checkpoint_meta)
+    if not meta.get('classes'):
+        meta = config_dataset_meta(cfg)
+    if not meta.get('classes'):
+        raise ValueError(
+            f'no class names: the checkpoint has none in its meta '
+            f"(dataset_meta or CLASSES) and the config's dataset "
+            f'({getattr(cfg, "filename", "")}) defines none (metainfo): add '
+            "metainfo=dict(classes=...) to the config's test_dataloader "
+            'dataset, or use a checkpoint that names its classes')
+    model = inferencer.model
+    model.dataset_meta = meta
+    _complete_palette(model)
+    meta = dict(model.dataset_meta)
+    if meta.get('palette') is not None:  # mmdet's drawing takes tuples
+        meta['palette'] = [tuple(int(c) for c in color)
+                           for color in meta['palette']]
+    model.dataset_meta = meta
+    if scope == 'mmdet':
+        inferencer.visualizer.dataset_meta = meta
+    elif scope == 'mmseg':
+        inferencer.visualizer.set_dataset_meta(meta['classes'],
+                                               meta['palette'])
+    else:
+        inferencer.classes = meta['classes']
 
 
 def _complete_palette(model) -> None:
@@ -121,7 +209,8 @@ def inference(inputs: str,
     Args:
         inputs: an image file or a folder of images.
         config: an mmdet, mmseg or mmpretrain config (file or Config).
-        checkpoint: weights (.pth or .safetensors, path or URL).
+        checkpoint: weights (.pth or .safetensors, path or URL); None runs
+            the model with random weights (a warning says so).
         out_dir: where the PNGs go (created).
         device: 'cpu', 'cuda', ... Defaults to CUDA when available.
         score_thr: detections below this score are not drawn.

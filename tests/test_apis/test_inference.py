@@ -35,8 +35,10 @@ def image_dir(tmp_path_factory):
 
 
 def save_untrained(cfg_path, path, classes):
+    """The config's model, untrained, saved with ``classes`` in its meta
+    (none: no meta)."""
     model = build_model(cfg_path)
-    meta = dict(dataset_meta=dict(classes=list(classes)))
+    meta = dict(dataset_meta=dict(classes=list(classes))) if classes else {}
     if str(path).endswith('.safetensors'):
         save_safetensors(model.state_dict(), str(path), meta)
     else:
@@ -87,9 +89,8 @@ def test_classifier_cli(image_dir, tmp_path):
     proc = run_infer(image_dir, cfg, ckpt, '--out-dir', out_dir, '--device',
                      'cpu')
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # mmengine prints its own lines too; the tool prints one path a line
-    written = [line for line in proc.stdout.splitlines()
-               if line.endswith('.png')]
+    # stdout: the written paths and nothing else (logs go to stderr)
+    written = proc.stdout.splitlines()
     assert len(written) == 2   # a.jpg, b.png; not notes.txt
     check_pngs(written, image_dir, out_dir)
     proc = run_infer(tmp_path / 'nothing', cfg, ckpt)
@@ -98,3 +99,58 @@ def test_classifier_cli(image_dir, tmp_path):
     proc = run_infer(image_dir, cfg, tmp_path / 'none.pth')
     assert proc.returncode == 1
     assert re.search('checkpoint .* does not exist', proc.stderr)
+
+
+SEG_CLASSES = ['background', 'circle', 'square', 'triangle']
+
+
+def test_class_names_from_checkpoint_then_config(tmp_path):
+    """The segmentor's class names and palette: the checkpoint's when it
+    has them; else the config's dataset's (the host inferencer would take
+    Cityscapes'); no checkpoint at all runs random weights with a
+    warning."""
+    from mmvrwkv.apis import build_inferencer
+    named = save_untrained(SEG_CFG, tmp_path / 'named.pth',
+                           ('a', 'b', 'c', 'd'))
+    inferencer, _ = build_inferencer(SEG_CFG, named, 'cpu')
+    assert inferencer.model.dataset_meta['classes'] == ['a', 'b', 'c', 'd']
+    plain = save_untrained(SEG_CFG, tmp_path / 'plain.pth', None)
+    inferencer, _ = build_inferencer(SEG_CFG, plain, 'cpu')
+    meta = inferencer.model.dataset_meta
+    assert list(meta['classes']) == SEG_CLASSES
+    assert [list(c) for c in meta['palette']] == [
+        [0, 0, 0], [220, 20, 60], [0, 128, 255], [255, 200, 0]]
+    assert list(inferencer.visualizer.dataset_meta['classes']) == \
+        SEG_CLASSES
+    with pytest.warns(UserWarning, match='the weights are random'):
+        inferencer, _ = build_inferencer(SEG_CFG, None, 'cpu')
+    assert list(inferencer.model.dataset_meta['classes']) == SEG_CLASSES
+
+
+def test_no_class_names_anywhere_is_an_error(tmp_path):
+    from mmengine.config import Config
+
+    from mmvrwkv.apis import build_inferencer
+    cfg = Config.fromfile(SEG_CFG)
+    for split in ('train', 'val', 'test'):
+        cfg[f'{split}_dataloader'].dataset.pop('metainfo')
+    plain = save_untrained(SEG_CFG, tmp_path / 'plain.pth', None)
+    with pytest.raises(ValueError, match='no class names: the checkpoint '
+                       'has none'):
+        build_inferencer(cfg, plain, 'cpu')
+
+
+def test_cli_without_checkpoint(image_dir, tmp_path):
+    """tools/infer.py with a config alone: random weights, a warning on
+    stderr, the paths on stdout."""
+    cfg = tmp_path / 'tiny_cls.py'
+    cfg.write_text(
+        f"_base_ = '{ROOT}/configs/vrwkv_t_in1k.py'\n"
+        "model = dict(backbone=dict(arch=dict(_delete_=True, embed_dims=32, "
+        "num_layers=2)), head=dict(in_channels=32))\n")
+    out_dir = tmp_path / 'vis'
+    proc = run_infer(os.path.join(image_dir, 'a.jpg'), cfg, '--out-dir',
+                     out_dir, '--device', 'cpu')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines() == [str(out_dir / 'a.png')]
+    assert 'the weights are random' in proc.stderr
