@@ -11,6 +11,8 @@ from mmcv.cnn.bricks.transformer import PatchEmbed
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModule, ModuleList
 
+from ..flop_handles import register_flop_handles
+
 
 def resize_pos_embed(pos_embed: torch.Tensor, src_shape: Sequence[int],
                      dst_shape: Sequence[int],
@@ -143,6 +145,7 @@ class VisionRWKVBase(BaseModule):
                  wkv_backend: str = 'auto',
                  init_cfg: Optional[Union[dict, list]] = None):
         super().__init__(init_cfg)
+        register_flop_handles()  # mmengine's counter then counts Bi-WKV
         self.wkv_backend = wkv_backend
         self.arch_settings = self._parse_arch(arch)
         self._override_arch(

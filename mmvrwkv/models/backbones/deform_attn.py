@@ -18,6 +18,7 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import constant_init, xavier_init
 
 from mmvrwkv.ops import MS_DEFORM_ATTN_BACKENDS, ms_deform_attn
+from ..flop_handles import register_flop_handles
 
 Shapes = Sequence[Tuple[int, int]]
 
@@ -52,6 +53,7 @@ class DeformableAttention(BaseModule):
                  backend: str = 'auto',
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg)
+        register_flop_handles()  # mmengine's counter then counts sampling
         if embed_dims % num_heads != 0:
             raise ValueError(f'embed_dims must be divisible by num_heads, '
                              f'got {embed_dims} and {num_heads}')
