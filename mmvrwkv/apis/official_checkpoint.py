@@ -112,6 +112,13 @@ def check_vrwkv(state_dict: dict) -> None:
             'backbone.layers.): use it directly as '
             "init_cfg=dict(type='Pretrained', checkpoint=PATH) of the "
             'backbone instead of converting it')
+    if any(re.match(r'(backbone\.)?layers\.\d+\.att\.time_decay', k)
+           for k in state_dict):
+        raise ValueError(
+            'this is a VRWKV6 checkpoint: the official VRWKV6 names are '
+            'ours, so it needs no conversion; load it as it is '
+            "(load_from=PATH, or init_cfg=dict(type='Pretrained', "
+            "checkpoint=PATH) with prefix='backbone.' for a backbone)")
     raise ValueError(
         'not a Vision-RWKV checkpoint: no backbone.layers.N.att.'
         f'spatial_decay among its {len(state_dict)} keys (first: '

@@ -108,6 +108,17 @@ def test_refuses_other_models():
         convert_official({'epoch': 3, 'config': 'x'})
 
 
+def test_sends_vrwkv6_checkpoints_to_loading_as_they_are():
+    """The official VRWKV6 names are this package's (test_vrwkv6.py
+    loads them strictly); converting one says so instead of 'not a
+    Vision-RWKV checkpoint'."""
+    state = official.official_vrwkv6_classifier('tiny').tensors(
+        device='meta')
+    with pytest.raises(ValueError, match='VRWKV6 checkpoint: .* needs no '
+                       'conversion'):
+        convert_official(official.mmcv1_checkpoint(state))
+
+
 def test_refuses_a_contradicting_kind_and_bare_backbones():
     state = official.official_upernet('tiny').tensors(device='meta')
     with pytest.raises(ValueError, match='those of a seg model; use --kind'):

@@ -118,6 +118,11 @@ class RNGStateHook(Hook):
             checkpoint[RANKS_KEY] = gathered
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Restore on resume only: a checkpoint loaded without ``--resume``
+        (``load_from`` to fine-tune or test) starts from the seed, as the
+        run's config says, and needs no state and no warning."""
+        if not getattr(runner, '_resume', False):
+            return
         if KEY not in checkpoint:
             runner.logger.warning(
                 'the checkpoint has no random-number state (it was not '

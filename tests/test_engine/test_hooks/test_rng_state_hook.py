@@ -145,7 +145,7 @@ def test_resume_with_another_world_size_warns_and_restores_rank0():
     handler = logging.Handler()
     handler.emit = records.append
     logger.addHandler(handler)
-    runner = SimpleNamespace(logger=logger)
+    runner = SimpleNamespace(logger=logger, _resume=True)
     hook = RNGStateHook()
     try:
         hook.after_load_checkpoint(
@@ -158,5 +158,26 @@ def test_resume_with_another_world_size_warns_and_restores_rank0():
         hook.after_load_checkpoint(runner, {KEY: rank1})
         assert len(records) == 1
         assert torch.equal(hook._pending['torch'], rank1['torch'])
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_loading_without_resume_restores_nothing_and_warns_nothing():
+    """``load_from`` without ``--resume`` (fine-tuning, ``mim test``): the
+    run starts from its seed, whatever the checkpoint holds."""
+    logger = logging.getLogger('test_rng_state_load_from')
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    runner = SimpleNamespace(logger=logger, _resume=False)
+    hook = RNGStateHook()
+    try:
+        hook.after_load_checkpoint(runner, {})
+        hook.after_load_checkpoint(runner, {KEY: get_rng_state()})
+        assert records == [] and hook._pending is None
+        runner._resume = True
+        hook.after_load_checkpoint(runner, {})
+        assert 'has no random-number state' in records[0].getMessage()
     finally:
         logger.removeHandler(handler)
