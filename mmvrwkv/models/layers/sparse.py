@@ -14,7 +14,8 @@ its n < H * W tokens sits in it, and the sparse-input mode:
 * ``'grid'``: pre-training computes what fine-tuning computes, restricted
   to the visible tokens. The tokens come in raster order; the shift is the
   layer's own (Q-Shift) on the H x W grid with removed neighbours giving
-  zeros; Bi-WKV decays by the true distance between visible tokens, its
+  zeros (one gather on the visible tokens, its indices made once per
+  batch); Bi-WKV decays by the true distance between visible tokens, its
   decay and bonus divided by H * W as for the full image. Exactly, through
   the operator on the full grid: removed tokens take keys of
   :data:`MASKED_KEY`, whose weight ``exp(MASKED_KEY - max)`` is 0 in every
@@ -29,8 +30,8 @@ Neither mode lets a removed token's pixels reach the visible ones: they are
 never embedded (the backbone gathers the visible patches first), and what
 stands in for them is a constant.
 """
-from dataclasses import dataclass
-from typing import Callable, Sequence, Tuple, Union
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +55,10 @@ class KeptTokens:
     grid: Tuple[int, int]
     index: torch.Tensor
     mode: str
+    # the gather indices of grid-mode shifts, made once per image batch
+    # and shared by the layers (:func:`shift_tokens`)
+    _shift_indices: Dict[tuple, torch.Tensor] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def size(self) -> int:
@@ -100,9 +105,32 @@ def shift_tokens(shift_func: Callable, x: torch.Tensor, shift_pixel: int,
         return shift_func(x, shift_pixel, gamma, layout)
     if layout.mode == 'official':
         return single_shift(x, shift_pixel)
-    full = shift_func(scatter_to_grid(x, layout), shift_pixel, gamma,
-                      layout.grid)
-    return gather_from_grid(full, layout)
+    index = _shift_index(shift_func, shift_pixel, gamma, layout, x.shape[-1])
+    return F.pad(x, (0, 0, 1, 0)).gather(1, index)
+
+
+def _shift_index(shift_func: Callable, shift_pixel: int, gamma: float,
+                 kept: KeptTokens, channels: int) -> torch.Tensor:
+    """(B, n, C) indices such that ``pad(x)[b, index[b, i, c], c]``, with
+    a zero token prepended to x, is the grid shift of the visible tokens:
+    ``gather(shift_func(scatter_to_grid(x)), kept)``, computed on n tokens
+    instead of H * W.
+
+    A token shift moves each channel's values between grid positions (or
+    brings in zeros), so shifting the grid of sequence positions (1 + the
+    token's place in the sequence, 0 where removed) tells, for every
+    visible token and channel, which token's value arrives (0: none). Made
+    once per batch and kept in ``kept``."""
+    key = (shift_func, shift_pixel, gamma, channels)
+    if key not in kept._shift_indices:
+        B, n = kept.index.shape
+        place = torch.arange(1, n + 1, dtype=torch.float32,
+                             device=kept.index.device)
+        place = place.expand(B, n)[..., None].expand(-1, -1, channels)
+        moved = shift_func(scatter_to_grid(place, kept), shift_pixel, gamma,
+                           kept.grid)
+        kept._shift_indices[key] = gather_from_grid(moved, kept).long()
+    return kept._shift_indices[key]
 
 
 def on_full_grid(layout: Layout) -> bool:

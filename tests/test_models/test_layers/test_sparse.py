@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from mmvrwkv.models.layers import SpatialMix, SpatialMixV6, VRWKVBlock
+from mmvrwkv.models.layers import SHIFT_FUNCS
 from mmvrwkv.models.layers.sparse import (KeptTokens, gather_from_grid,
-                                          scatter_to_grid, single_shift)
+                                          scatter_to_grid, shift_tokens,
+                                          single_shift)
 from mmvrwkv.ops import bi_wkv6_reference, bi_wkv_reference
 
 H, W, C = 5, 6, 16
@@ -54,6 +56,28 @@ def test_single_shift_is_the_official_one():
     assert torch.equal(single_shift(x, 1), official)
 
 
+@pytest.mark.parametrize('name', ['q_shift', 'q_shift_multihead'])
+@pytest.mark.parametrize('shift_pixel, gamma', [(1, 1 / 4), (2, 1 / 8)])
+def test_grid_shift_is_the_dense_shift_of_the_visible_tokens(
+        name, shift_pixel, gamma):
+    """'grid' mode shifts the n visible tokens by one gather (indices made
+    once per batch): exactly the layer's shift on the grid with removed
+    tokens zero, forward and gradient."""
+    func = SHIFT_FUNCS[name]
+    kept = kept_tokens(n=13, seed=1)
+    C6 = 128  # q_shift_multihead works in heads of 64 channels
+    x = torch.randn(2, 13, C6, dtype=torch.float64, requires_grad=True)
+    want = gather_from_grid(
+        func(scatter_to_grid(x, kept), shift_pixel, gamma, (H, W)), kept)
+    got = shift_tokens(func, x, shift_pixel, gamma, kept)
+    assert torch.equal(got, want)
+    assert torch.equal(shift_tokens(func, x, shift_pixel, gamma, kept), got)
+    assert len(kept._shift_indices) == 1  # made once, reused
+    dy = torch.randn_like(got)
+    assert torch.equal(torch.autograd.grad(got, x, dy)[0],
+                       torch.autograd.grad(want, x, dy)[0])
+
+
 def test_spatial_mix_grid_mode_is_bi_wkv_at_true_distances():
     """The Spatial Mix on the visible tokens ('grid'): its Bi-WKV equals
     the formula at the tokens' grid positions (L = H * W), and its shift is
@@ -73,7 +97,6 @@ def test_spatial_mix_grid_mode_is_bi_wkv_at_true_distances():
     # zero, for the shift; not for Bi-WKV (zeros would be tokens)
     x = torch.randn(2, 11, C).double()
     dense_shift = mix.shift_func(scatter_to_grid(x, kept), 1, 1 / 4, (H, W))
-    from mmvrwkv.models.layers.sparse import shift_tokens
     assert torch.equal(shift_tokens(mix.shift_func, x, 1, 1 / 4, kept),
                        gather_from_grid(dense_shift, kept))
 
