@@ -56,7 +56,6 @@ import gc
 import importlib.util
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -66,7 +65,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from report import MEMORY_ENV, gpu_info, load_average, status_kb, write_json
+from report import (MEMORY_ENV, cpu_name, gpu_info, load_average, status_kb,
+                    write_json)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # name: (model, arch)
@@ -403,7 +403,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     machine = dict(torch=torch.__version__, threads=torch.get_num_threads(),
-                   cpu=platform.processor() or platform.machine(),
+                   cpu=cpu_name(),
                    device=args.device, load_before=load_average())
     machine.update(gpu_info(args.device))
     if any(MODELS[n][0] == 'DeiT' for n in args.models):

@@ -14,7 +14,6 @@ Usage: python benchmarks/bench_bi_wkv.py [--device cpu]
 """
 import argparse
 import os
-import platform
 import statistics
 import time
 
@@ -22,7 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from mmvrwkv.ops import bi_wkv
-from report import Budget, gpu_info, print_table, sdpa_kernel, write_json
+from report import (Budget, cpu_name, gpu_info, print_table, sdpa_kernel,
+                    write_json)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -153,7 +153,7 @@ def main():
     bandwidth = copy_bandwidth(args.device, args.repeats)
     machine = dict(device=args.device, torch=torch.__version__,
                    threads=torch.get_num_threads(),
-                   cpu=platform.processor() or platform.machine(),
+                   cpu=cpu_name(),
                    copy_GBps=round(bandwidth / 1e9, 2),
                    **gpu_info(args.device))
     print(machine)

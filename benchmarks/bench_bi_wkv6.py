@@ -28,7 +28,6 @@ Usage:
 import argparse
 import inspect
 import os
-import platform
 
 import torch
 import torch.nn.functional as F
@@ -36,8 +35,8 @@ import torch.nn.functional as F
 from bench_bi_wkv import fwd_bwd, timed
 from mmvrwkv.ops import BI_WKV6_BACKENDS, bi_wkv6
 from mmvrwkv.ops.common import load_ext
-from report import (Budget, gpu_info, load_average, print_table, sdpa_kernel,
-                    write_json)
+from report import (Budget, cpu_name, gpu_info, load_average, print_table,
+                    sdpa_kernel, write_json)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEAD_SIZE = 64
@@ -153,7 +152,7 @@ def main():
     machine = dict(
         device=args.device, torch=torch.__version__,
         threads=torch.get_num_threads(),
-        cpu=platform.processor() or platform.machine(),
+        cpu=cpu_name(),
         bi_wkv6_default_backend=inspect.signature(
             bi_wkv6).parameters['backend'].default,
         bi_wkv6_compiled_op=compiled_op, **gpu_info(args.device),

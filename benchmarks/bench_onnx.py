@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import os.path as osp
-import platform
 import statistics
 import tempfile
 import time
@@ -39,20 +38,9 @@ import time
 import numpy as np
 import torch
 
-from report import load_average
+from report import cpu_name, load_average
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def cpu_name():
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def rel_diff(got, want):

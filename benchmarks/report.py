@@ -31,11 +31,24 @@ def load_average():
     return [round(v, 2) for v in os.getloadavg()]
 
 
+def cpu_name():
+    """The CPU's model name (/proc/cpuinfo), else the architecture: the
+    committed results come from machines with different CPUs."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_info(**extra):
     """torch's version and threads, the CPU, then ``extra``, then the load
     before the run (the script adds ``load_after`` at the end)."""
     return dict(torch=torch.__version__, threads=torch.get_num_threads(),
-                cpu=platform.processor() or platform.machine(), **extra,
+                cpu=cpu_name(), **extra,
                 load_before=load_average())
 
 
