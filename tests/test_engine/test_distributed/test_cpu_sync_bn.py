@@ -66,10 +66,10 @@ def worker(rank, port, out_dir):
 
 
 def test_two_gloo_ranks_match_full_batch_bn(tmp_path):
-    # fork: the children reuse this process's imports (spawn re-imports
-    # torch and mmengine, ~25 s)
+    # spawn, not fork: once this process has compiled a model (any earlier
+    # torch.compile test), autograd refuses to run in forked children
     mp.start_processes(worker, args=(free_port(), str(tmp_path)),
-                       nprocs=WORLD, start_method='fork')
+                       nprocs=WORLD, start_method='spawn')
     parts = [torch.load(tmp_path / f'{r}.pt') for r in range(WORLD)]
     want = reference()
     for key in ('y', 'gx'):

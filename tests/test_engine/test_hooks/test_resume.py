@@ -195,7 +195,9 @@ def test_data_parallel_sigkill_then_resume_equals_uninterrupted(tmp_path):
     del ckpt[RANKS_KEY]
     stripped = str(tmp_path / 'rank0_only.pth')
     torch.save(ckpt, stripped)
-    log = run(mim_ddp(config('control', load_from=stripped, resume=True)))
+    # the mm train tools set cfg.resume from --resume, which then resumes
+    # from load_from
+    log = run(mim_ddp(config('control', load_from=stripped), '--resume'))
     assert 'continue from their seed' in log
     assert not same(
         weights(tmp_path / 'control' / f'iter_{DDP_ITERS}.pth'), full)

@@ -5,7 +5,7 @@ import copy
 
 import pytest
 import torch
-from mmengine.registry import MODELS
+from mmengine.registry import MODELS, DefaultScope
 
 import mmvrwkv  # noqa: F401
 from mmvrwkv.models import (MAEVRWKV, MAEVRWKV6, VRWKV, VRWKV6, VRWKV6Adapter,
@@ -178,6 +178,9 @@ def test_registered_for_mmpretrains_mae():
         head=dict(type='MAEPretrainHead', norm_pix=True, patch_size=16,
                   loss=dict(type='PixelReconstructionLoss',
                             criterion='L2')))
-    model = MMPRETRAIN_MODELS.build(copy.deepcopy(cfg))
+    # an earlier test may have left another default scope (mmseg has a
+    # backbone named MAE): mm configs set default_scope='mmpretrain'
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MMPRETRAIN_MODELS.build(copy.deepcopy(cfg))
     assert type(model.backbone) is MAEVRWKV
     assert MODELS.get('MAEVRWKV6') is MAEVRWKV6

@@ -5,8 +5,8 @@ arithmetic."""
 import pytest
 import torch
 
-from mmvrwkv.models.layers import SpatialMix, SpatialMixV6, VRWKVBlock
-from mmvrwkv.models.layers import SHIFT_FUNCS
+from mmvrwkv.models.layers import (SHIFT_FUNCS, SpatialMix, SpatialMixV6,
+                                   VRWKVBlock)
 from mmvrwkv.models.layers.sparse import (KeptTokens, gather_from_grid,
                                           scatter_to_grid, shift_tokens,
                                           single_shift)

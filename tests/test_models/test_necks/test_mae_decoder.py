@@ -3,6 +3,7 @@ token, VRWKV and VRWKV6 blocks, both shift modes, and MAE's loss falling
 over a few steps on a tiny model."""
 import pytest
 import torch
+from mmengine.registry import DefaultScope
 from mmpretrain.registry import MODELS
 
 import mmvrwkv  # noqa: F401
@@ -67,17 +68,21 @@ def test_mae_loss_falls(family):
     MAEPretrainHead with normalised-pixel targets) learns a fixed batch:
     the loss falls over a few AdamW steps."""
     torch.manual_seed(0)
-    model = MODELS.build(dict(
-        type='MAE',
-        backbone=dict(type=f'MAE{family}',
-                      arch=dict(embed_dims=64, num_layers=2), img_size=64),
-        neck=dict(type='VRWKVMAEDecoder', num_patches=16, embed_dim=64,
-                  decoder_embed_dim=64, decoder_depth=1, block=family),
-        head=dict(type='MAEPretrainHead', norm_pix=True, patch_size=16,
-                  loss=dict(type='PixelReconstructionLoss',
-                            criterion='L2')),
-        data_preprocessor=dict(type='SelfSupDataPreprocessor',
-                               mean=[0, 0, 0], std=[1, 1, 1])))
+    # mmpretrain's MAE whatever default scope an earlier test left (mmseg
+    # has a backbone named MAE), as the configs' default_scope does
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(dict(
+            type='MAE',
+            backbone=dict(type=f'MAE{family}',
+                          arch=dict(embed_dims=64, num_layers=2),
+                          img_size=64),
+            neck=dict(type='VRWKVMAEDecoder', num_patches=16, embed_dim=64,
+                      decoder_embed_dim=64, decoder_depth=1, block=family),
+            head=dict(type='MAEPretrainHead', norm_pix=True, patch_size=16,
+                      loss=dict(type='PixelReconstructionLoss',
+                                criterion='L2')),
+            data_preprocessor=dict(type='SelfSupDataPreprocessor',
+                                   mean=[0, 0, 0], std=[1, 1, 1])))
     model.init_weights()
     optim = torch.optim.AdamW(model.parameters(), lr=5e-3)
     # a smooth pattern (noise, normalised per patch, cannot be learnt)
