@@ -34,7 +34,8 @@ from typing import Optional
 import torch
 
 from ..common.chunks import default_chunk
-from .reference import _chunks, _decays_between, _exclusive_cumsum, _heads
+from .reference import (_chunks, _decays_between, _exclusive_cumsum, _heads,
+                        _within_chunks)
 
 
 def bi_wkv6_chunked(r: torch.Tensor,
@@ -89,13 +90,7 @@ def bi_wkv6_chunked(r: torch.Tensor,
 
     r, k, v, lw = _chunks((r, k, v, lw), L)
 
-    # -- pairs in one chunk: y += A v, A[t, s] = sum_j r_t k_s P(s, t)
-    A = torch.einsum('...tj,...sj,...tsj->...ts', r, k,
-                     torch.exp(_decays_between(lw)))
-    diag = torch.einsum('...tj,...tj->...t', r * u[:, None, None], k)
-    eye = torch.eye(L, dtype=torch.bool, device=r.device)
-    A = torch.where(eye, torch.diag_embed(diag), A)
-    y = A @ v
+    y = _within_chunks(r, k, v, lw, u)
 
     # -- pairs in different chunks
     before = _exclusive_cumsum(lw, dim=-2)                 # m in chunk, m < t

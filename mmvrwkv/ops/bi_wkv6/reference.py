@@ -108,6 +108,20 @@ def _decays_between(lw: torch.Tensor) -> torch.Tensor:
     return between + between.transpose(-3, -2)
 
 
+def _within_chunks(r, k, v, lw, u):
+    """The pairs of tokens in the same chunk, (B, H, n, L, N) chunked
+    tensors (:func:`_chunks`) -> (B, H, n, L, N): y = A v with A[t, s] =
+    sum_j r_t k_s P(s, t) for s != t (``P``: the decay between them,
+    :func:`_decays_between`) and sum_j r_t u k_t on the diagonal."""
+    L = r.shape[-2]
+    A = torch.einsum('...tj,...sj,...tsj->...ts', r, k,
+                     torch.exp(_decays_between(lw)))
+    diag = torch.einsum('...tj,...tj->...t', r * u[:, None, None], k)
+    eye = torch.eye(L, dtype=torch.bool, device=r.device)
+    A = torch.where(eye, torch.diag_embed(diag), A)
+    return A @ v
+
+
 def bi_wkv6_reference(r: torch.Tensor,
                       k: torch.Tensor,
                       v: torch.Tensor,
@@ -155,13 +169,7 @@ def bi_wkv6_reference(r: torch.Tensor,
 
     r, k, v, lw = _chunks((r, k, v, lw), L)
 
-    # -- pairs in the same chunk: y += A v, A[t, s] = sum_j r_t k_s P(s,t)
-    A = torch.einsum('...tj,...sj,...tsj->...ts', r, k,
-                     torch.exp(_decays_between(lw)))
-    diag = torch.einsum('...tj,...tj->...t', r * u[:, None, None], k)
-    eye = torch.eye(L, dtype=torch.bool, device=r.device)
-    A = torch.where(eye, torch.diag_embed(diag), A)
-    y = A @ v
+    y = _within_chunks(r, k, v, lw, u)
 
     # -- pairs in different chunks, through the states at the boundaries
     before = _exclusive_cumsum(lw, dim=-2)                 # m in chunk, m < t
