@@ -20,8 +20,13 @@ RUNTIME = os.path.join(ROOT, 'requirements', 'runtime.txt')
 
 def build_env():
     """The environment of tools/setup_env.sh's build, so the wheel's build
-    reuses the objects of the in-place build (same flags, same build/)."""
+    reuses the objects of the in-place build (same flags, same build/, and
+    the same ninja: the environment's, first on PATH as setup_env.sh's
+    activated venv has it; another ninja version discards the build log and
+    rebuilds everything)."""
     env = dict(os.environ, MAX_JOBS=os.environ.get('MAX_JOBS', '2'))
+    env['PATH'] = os.pathsep.join(
+        [os.path.dirname(sys.executable), env.get('PATH', '')])
     cuda = os.environ.get('CUDA_HOME', '/usr/local/cuda')
     if 'FORCE_CUDA' not in env and os.path.exists(
             os.path.join(cuda, 'bin', 'nvcc')):
