@@ -64,6 +64,16 @@ def test_vrwkv6_classifier_flops_as_official_script(name, gflops, readme):
         == readme
 
 
+def tiny_backbone(**arch):
+    """A small VRWKV backbone from a config, as the tools build it."""
+    return build_model(
+        Config(
+            dict(default_scope='mmpretrain',
+                 model=dict(type='VRWKV',
+                            arch=arch or dict(embed_dims=32,
+                                              num_layers=2)))))
+
+
 def test_large_384_flops_match_paper():
     """VRWKV-L at 384 (12x12 pos-embed from 192px pretraining) with the
     official 1024-3072-1000 MLP head: 189.5G in the paper."""
@@ -85,11 +95,7 @@ def test_large_384_flops_match_paper():
 
 
 def test_counting_leaves_model_as_it_was():
-    model = build_model(
-        Config(
-            dict(default_scope='mmpretrain',
-                 model=dict(type='VRWKV',
-                            arch=dict(embed_dims=32, num_layers=2)))))
+    model = tiny_backbone()
     x = torch.randn(1, 3, 64, 96)
     model.train()
     first = count_flops(model, (x, ))
@@ -229,11 +235,7 @@ def test_building_a_model_registers_the_handles(mmengine_tables):
     assert flop_table['mmvrwkv::ms_deform_attn'] is ms_deform_attn_flop_jit
     for name in FLOP_HANDLES:
         del flop_table[name]
-    build_model(
-        Config(
-            dict(default_scope='mmpretrain',
-                 model=dict(type='VRWKV',
-                            arch=dict(embed_dims=32, num_layers=1)))))
+    tiny_backbone(embed_dims=32, num_layers=1)
     assert all(flop_table[name] is handle
                for name, handle in FLOP_HANDLES.items())
 
@@ -356,11 +358,7 @@ def test_mmengine_count_of_our_tool(mmengine_tables):
     """``tools/get_flops.py --mmengine``'s number: mmengine's counter with
     our handles registered (Bi-WKV then counts 29 * T * C per layer)."""
     from mmengine.analysis import FlopAnalyzer
-    model = build_model(
-        Config(
-            dict(default_scope='mmpretrain',
-                 model=dict(type='VRWKV',
-                            arch=dict(embed_dims=32, num_layers=2)))))
+    model = tiny_backbone()
     x = torch.randn(1, 3, 64, 96)
     with_handles = count_flops_mmengine(model, (x, ))
     mmengine_tables[0].pop('mmvrwkv::bi_wkv')  # as mmengine ships

@@ -6,6 +6,7 @@ runs are in test_resume.py."""
 import itertools
 import logging
 import random
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import numpy as np
@@ -129,6 +130,20 @@ def test_without_the_hook_the_resumed_run_differs(tmp_path):
     assert not torch.equal(resumed.model.seen[0], full.model.seen[2])
 
 
+@contextmanager
+def logged_records(name):
+    """The records logged to the logger ``name`` inside the block."""
+    logger = logging.getLogger(name)
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    try:
+        yield logger, records
+    finally:
+        logger.removeHandler(handler)
+
+
 def test_hook_takes_the_runner_event():
     assert callable(getattr(RNGStateHook, BEFORE_SAVE_ON_ALL_RANKS))
 
@@ -140,14 +155,9 @@ def test_resume_with_another_world_size_warns_and_restores_rank0():
     rank0 = get_rng_state()
     torch.rand(3)  # rank 1 stands for any other state
     rank1 = get_rng_state()
-    logger = logging.getLogger('test_rng_state_world_size')
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger.addHandler(handler)
-    runner = SimpleNamespace(logger=logger, _resume=True)
-    hook = RNGStateHook()
-    try:
+    with logged_records('test_rng_state_world_size') as (logger, records):
+        runner = SimpleNamespace(logger=logger, _resume=True)
+        hook = RNGStateHook()
         hook.after_load_checkpoint(
             runner, {KEY: rank0, RANKS_KEY: [rank0, rank1]})
         assert len(records) == 1
@@ -158,26 +168,17 @@ def test_resume_with_another_world_size_warns_and_restores_rank0():
         hook.after_load_checkpoint(runner, {KEY: rank1})
         assert len(records) == 1
         assert torch.equal(hook._pending['torch'], rank1['torch'])
-    finally:
-        logger.removeHandler(handler)
 
 
 def test_loading_without_resume_restores_nothing_and_warns_nothing():
     """``load_from`` without ``--resume`` (fine-tuning, ``mim test``): the
     run starts from its seed, whatever the checkpoint holds."""
-    logger = logging.getLogger('test_rng_state_load_from')
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger.addHandler(handler)
-    runner = SimpleNamespace(logger=logger, _resume=False)
-    hook = RNGStateHook()
-    try:
+    with logged_records('test_rng_state_load_from') as (logger, records):
+        runner = SimpleNamespace(logger=logger, _resume=False)
+        hook = RNGStateHook()
         hook.after_load_checkpoint(runner, {})
         hook.after_load_checkpoint(runner, {KEY: get_rng_state()})
         assert records == [] and hook._pending is None
         runner._resume = True
         hook.after_load_checkpoint(runner, {})
         assert 'has no random-number state' in records[0].getMessage()
-    finally:
-        logger.removeHandler(handler)
